@@ -1,0 +1,9 @@
+.PHONY: setup demo test lint
+setup:
+	bash scripts/setup.sh
+demo:
+	bash scripts/demo.sh
+test:
+	bash scripts/test.sh
+lint: setup
+	.venv/bin/ruff check src tests benchmarks examples

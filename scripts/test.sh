@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Set everything up, fetch the small offline assets, lint, and run the whole test suite.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh || exit 1
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+.venv/bin/aft assets fetch fashion-mnist spam-assassin minilm efficientnet-lite0 wordllama || exit 1
+echo "[test] ruff check"
+.venv/bin/ruff check src tests benchmarks examples || exit 1
+echo "[test] pytest"
+.venv/bin/python -m pytest -q "$@"
+rc=$?
+if [ "$rc" -eq 5 ]; then
+    echo "[test] pytest collected no tests"; exit 1
+fi
+exit "$rc"

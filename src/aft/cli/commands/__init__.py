@@ -1,0 +1,1 @@
+"""One module per `aft` sub-command; each defines `register(subparsers)` and is discovered automatically."""
