@@ -1,0 +1,119 @@
+"""`SuiteConfig`: a comparison grid (methods x teachers x students x sizes x seeds) read from YAML."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from aft.errors import ConfigError
+
+DEFAULT_BETA_GRID = (0.1, 1.0, 3.0, 10.0, 30.0)
+
+
+@dataclass
+class SuiteConfig:
+    """One comparison suite.
+
+    Attributes:
+        name: suite name (records and reports group by it).
+        dataset: dataset name for `aft.data.load_split`.
+        dataset_options: extra options for the loader.
+        students: student names; `student_options` maps a student to its build options.
+        teacher_sets: each entry a list of teachers whose features are concatenated.
+        methods: regularizer names compared (``"none"`` is STL, always included).
+        ablation_methods: extra methods run only with the first student and teacher set.
+        probe: also fit the linear probe on each teacher set's features.
+        train_sizes: labeled training-set sizes (validation is carved out of them).
+        pool_size: features are extracted once for a seeded pool of this many training
+            samples; every run subsamples its training set from the pool.
+        test_limit: evaluate on this many test samples (stratified, seeded); None = all.
+        seeds: seeds of the final runs (data subsample, initialization, order).
+        beta_grid: the weights tried for every regularized method (same grid for all).
+        select_seed: seed of the selection runs.
+        views: numbers of augmented views to compare (1 = no augmentation).
+        augmentation: augmentation policy name used when views > 1.
+        train: overrides of the training config shared by every run (steps, lr, batch_size...).
+        teacher_options: per teacher, options for `build_teacher` (e.g. image resolution).
+    """
+
+    name: str
+    dataset: str
+    students: list[str]
+    teacher_sets: list[list[str]]
+    methods: list[str]
+    train_sizes: list[int]
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    student_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ablation_methods: list[str] = field(default_factory=list)
+    ladder_methods: list[str] = field(default_factory=list)
+    probe: bool = True
+    pool_size: int | None = None
+    test_limit: int | None = None
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    beta_grid: list[float] = field(default_factory=lambda: list(DEFAULT_BETA_GRID))
+    select_seed: int = 0
+    views: list[int] = field(default_factory=lambda: [1])
+    view_methods: list[str] = field(default_factory=lambda: ["none", "aft"])
+    augmentation: str | None = None
+    train: dict[str, Any] = field(default_factory=dict)
+    teacher_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.students or not self.teacher_sets or not self.methods or not self.train_sizes:
+            raise ConfigError(f"suite {self.name!r}: students, teacher_sets, methods and train_sizes must be non-empty")
+        if "none" not in self.methods:
+            self.methods = ["none", *self.methods]
+        if any(b < 0 for b in self.beta_grid) or not self.beta_grid:
+            raise ConfigError(f"suite {self.name!r}: beta_grid must be a non-empty list of numbers >= 0")
+        if not self.seeds:
+            raise ConfigError(f"suite {self.name!r}: seeds must be non-empty")
+        if self.pool_size is None:
+            self.pool_size = max(self.train_sizes)
+        if self.pool_size < max(self.train_sizes):
+            raise ConfigError(f"suite {self.name!r}: pool_size {self.pool_size} is smaller than the largest train size")
+        if any(v > 1 for v in self.views) and not self.augmentation:
+            raise ConfigError(f"suite {self.name!r}: views > 1 need an `augmentation` policy name")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SuiteConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown suite keys {unknown}; valid keys: {sorted(known)}")
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ConfigError(f"invalid suite config: {exc}") from None
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> SuiteConfig:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"suite config {p} does not exist; pass a YAML file (see benchmarks/suites/)")
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ConfigError(f"suite config {p} must be a YAML mapping")
+        return cls.from_dict(data)
+
+    def quick(self) -> SuiteConfig:
+        """A reduced grid for smoke runs: one student, teacher set, size and seed; 2 betas."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data.update(
+            name=f"{self.name}-quick",
+            students=self.students[:1],
+            teacher_sets=self.teacher_sets[:1],
+            methods=[m for m in self.methods if m in ("none", "kd", "aft")] or self.methods[:2],
+            ablation_methods=[],
+            ladder_methods=[],
+            train_sizes=[min(self.train_sizes)],
+            pool_size=min(self.train_sizes),
+            test_limit=min(self.test_limit or 1000, 1000),
+            seeds=self.seeds[:1],
+            beta_grid=[1.0, 10.0],
+            views=[1],
+            train={**self.train, "steps": min(int(self.train.get("steps", 200)), 150)},
+        )
+        return SuiteConfig.from_dict(data)

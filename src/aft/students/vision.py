@@ -1,0 +1,122 @@
+"""Image students: `cnn-small` (28x28 gray, < 93k parameters) and `timm:<name>` (needs timm)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aft.errors import ConfigError, DataError
+from aft.students.base import STUDENTS, Student
+
+
+def images_to_tensor(raw: np.ndarray | Sequence[Any], size: int | None, channels: int) -> torch.Tensor:
+    """uint8 ``(N,H,W)`` or ``(N,H,W,3)`` -> float ``(N,C,size,size)`` in [0, 1]."""
+    arr = np.asarray(raw)
+    if arr.ndim not in (3, 4) or (arr.ndim == 4 and arr.shape[-1] not in (1, 3)):
+        raise DataError(f"expected images (N,H,W) or (N,H,W,3), got array of shape {arr.shape}")
+    x = torch.from_numpy(np.ascontiguousarray(arr)).float() / 255.0
+    x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+    if x.shape[1] != channels:
+        x = x.mean(dim=1, keepdim=True) if channels == 1 else x.expand(-1, channels, -1, -1)
+    if size is not None and tuple(x.shape[-2:]) != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    return x.contiguous()
+
+
+class SmallCNN(Student):
+    """Three 3x3 conv layers + global average pooling + one hidden layer (features) + linear head.
+
+    About 65k parameters for 10 classes: 1/70 of EfficientNet-B0's 4.65M (the paper's ratio).
+
+    Args:
+        num_classes: output classes.
+        width: channels of the first conv (the others are 2x).
+        feature_dim: size of the hidden layer whose output is phi.
+        dropout: dropout before the head.
+    """
+
+    name = "cnn-small"
+    modality = "image"
+
+    def __init__(self, num_classes: int, width: int = 32, feature_dim: int = 128, dropout: float = 0.0,
+                 image_size: int = 28) -> None:
+        super().__init__(num_classes, {"width": width, "feature_dim": feature_dim, "dropout": dropout,
+                                       "image_size": image_size})
+        w = int(width)
+        self.image_size = int(image_size)
+        # no BatchNorm: per-shard statistics would break the exact equality of data-parallel runs
+        self.body = nn.Sequential(
+            nn.Conv2d(1, w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )
+        self.hidden = nn.Sequential(nn.Linear(2 * w, int(feature_dim)), nn.ReLU())
+        self.dropout = nn.Dropout(float(dropout))
+        self.head = nn.Linear(int(feature_dim), num_classes)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = self.hidden(self.body(x))
+        return self.head(self.dropout(feats)), feats
+
+    def preprocess(self, raw_inputs: np.ndarray | Sequence[Any]) -> torch.Tensor:
+        return (images_to_tensor(raw_inputs, self.image_size, 1) - 0.5) / 0.5
+
+    def example_input(self) -> torch.Tensor:
+        return torch.zeros(2, 1, self.image_size, self.image_size)
+
+
+STUDENTS.add("cnn-small", SmallCNN)
+
+
+class TimmStudent(Student):
+    """Any timm model (``timm:<name>``) with its classifier removed (features) + a new linear head.
+
+    Args:
+        model_name: timm model name.
+        pretrained: load timm's pre-trained weights (needs network or a local HF cache).
+        image_size: input resolution (default: the model's own).
+    """
+
+    name = "timm"
+    modality = "image"
+
+    def __init__(self, num_classes: int, model_name: str, pretrained: bool = True,
+                 image_size: int | None = None) -> None:
+        super().__init__(num_classes, {"model_name": model_name, "pretrained": pretrained,
+                                       "image_size": image_size})
+        try:
+            import timm
+        except ImportError:
+            raise ConfigError("student timm:* needs the `timm` package; pip install timm") from None
+        try:
+            self.backbone = timm.create_model(model_name, pretrained=bool(pretrained), num_classes=0)
+        except RuntimeError as exc:
+            raise ConfigError(f"timm model {model_name!r} unavailable: {exc}") from None
+        cfg = getattr(self.backbone, "pretrained_cfg", {}) or {}
+        size = cfg.get("input_size", (3, 224, 224))
+        self.in_chans = int(size[0])
+        self.image_size = int(image_size or size[-1])
+        self.register_buffer("mean", torch.tensor(cfg.get("mean", (0.5,) * 3)).view(1, -1, 1, 1)[:, :self.in_chans],
+                             persistent=False)
+        self.register_buffer("std", torch.tensor(cfg.get("std", (0.5,) * 3)).view(1, -1, 1, 1)[:, :self.in_chans],
+                             persistent=False)
+        self.head = nn.Linear(int(self.backbone.num_features), num_classes)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = self.backbone((x - self.mean) / self.std)
+        return self.head(feats), feats
+
+    def preprocess(self, raw_inputs: np.ndarray | Sequence[Any]) -> torch.Tensor:
+        return images_to_tensor(raw_inputs, self.image_size, self.in_chans)
+
+    def example_input(self) -> torch.Tensor:
+        return torch.full((2, self.in_chans, self.image_size, self.image_size), 0.5)
+
+
+STUDENTS.add("timm", TimmStudent)
