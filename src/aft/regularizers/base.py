@@ -74,8 +74,30 @@ class Regularizer(nn.Module):
         teacher_features: torch.Tensor,
         labels: torch.Tensor | None = None,
     ) -> RegularizerOutput:
-        """Return the loss term and metrics for one batch."""
-        raise NotImplementedError
+        """Return the loss term and metrics for one batch.
+
+        The default calls `loss_term` and then `metrics` (metrics read values back to the host, so
+        `forward`, which skips them, is the cheaper call inside a training step).
+        """
+        if type(self).loss_term is Regularizer.loss_term:
+            raise NotImplementedError(f"{type(self).__name__} implements neither compute nor loss_term")
+        loss = self.loss_term(student_features, teacher_features, labels)
+        return RegularizerOutput(loss, self.metrics(loss))
+
+    def loss_term(
+        self,
+        student_features: torch.Tensor,
+        teacher_features: torch.Tensor,
+        labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The loss term alone (no metrics); subclasses override this or `compute`."""
+        if type(self).compute is Regularizer.compute:
+            raise NotImplementedError(f"{type(self).__name__} implements neither compute nor loss_term")
+        return self.compute(student_features, teacher_features, labels).loss
+
+    def metrics(self, loss: torch.Tensor) -> dict[str, float]:
+        """Named float metrics after a call whose loss term was `loss` (default: the loss value)."""
+        return {"loss": float(loss.detach())}
 
     def forward(
         self,
@@ -84,7 +106,7 @@ class Regularizer(nn.Module):
         labels: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The loss term (a scalar tensor) for one batch."""
-        return self.compute(student_features, teacher_features, labels).loss
+        return self.loss_term(student_features, teacher_features, labels)
 
     def prepare(self, context: PrepareContext) -> None:  # noqa: B027 - optional hook
         """One-time preparation on the training set (no-op unless `needs_prepare`)."""
