@@ -1,0 +1,31 @@
+"""`aft-fixed`: the AFT kernel loss with s frozen at 0 (rho = 0.5 everywhere; an ablation)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from aft.regularizers.aft import AdaptiveFeatureTransfer
+from aft.regularizers.base import REGULARIZERS
+
+
+@REGULARIZERS.register("aft-fixed")
+class FixedScaleAFT(AdaptiveFeatureTransfer):
+    """AFT without learning which features matter: all teacher features weighted equally.
+
+    Same options as `aft`; s is a frozen parameter (so checkpoints match `aft`'s layout) and the
+    method has no parameter groups.
+    """
+
+    name = "aft-fixed"
+
+    def __init__(self, student_dim: int, teacher_dim: int, **options: Any) -> None:
+        super().__init__(student_dim, teacher_dim, **options)
+        self.s.requires_grad_(False)
+
+    def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
+        return []
+
+    def importance(self) -> torch.Tensor:
+        return self.rho().detach()

@@ -1,0 +1,154 @@
+"""Batch-kernel discrepancy shared by the AFT family and kernel KD, in two interchangeable forms.
+
+For student features Phi (B x d_phi) and (weighted) teacher features Psi (B x d_psi): center each
+column over the batch, divide each row by its L2 norm + 1e-8, form the B x B kernels K_phi and
+K_psi (linear: dot products; rbf: exp(-||a - b||^2)), and compare them:
+
+    total = sum_{r in rows, c} (K_phi[r, c] - K_psi[r, c])^2
+    R     = sqrt(total / B^2 + 1e-8)            (rows = all rows)
+
+Linear kernels have two exact forms (`form`): ``"explicit"`` builds the kernels, costing about
+B^2 (d_phi + d_psi); ``"gram"`` uses ||A_r A^T - C_r C^T||_F^2 = <A_r^T A_r, A^T A> +
+<C_r^T C_r, C^T C> - 2 <A_r^T C_r, A^T C>, costing about B (d_phi^2 + d_psi^2 + d_phi d_psi).
+``"auto"`` picks the cheaper by that count.
+
+Data parallelism (exact global-batch kernel). With W ranks each holding b = B / W rows:
+
+1. gather Phi from all ranks WITH gradient (e.g. ``torch.distributed.nn.functional.all_gather``)
+   and Psi (already rho-weighted through the regularizer, see ``partial_sum`` on the
+   regularizers) into global B-row matrices, in rank order;
+2. each rank computes ``local = kernel_sq_diff_sum(Phi, Psi, rows=slice(rank*b, (rank+1)*b))``:
+   its own rows against ALL columns, centered with the GLOBAL batch mean;
+3. ``total = all_reduce(local.detach(), SUM)``; the exact global value is
+   ``R = distance_from_sum(total, B) = sqrt(total / B^2 + 1e-8)`` (identical on every rank);
+4. the term each rank adds to its loss is ``rank_surrogate(local, total, B, W)``
+   = ``W * local / (2 B^2 R)`` (value for logging: R). Since dR = d(total) / (2 B^2 R), and the
+   gather's backward sums every rank's contribution into the owner's rows while DDP averages
+   parameter gradients over W ranks, the averaged gradient equals the single-process gradient of
+   R on the global batch exactly (for Phi's parameters and for replicated parameters such as s).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from aft.errors import ConfigError
+
+ROW_EPS = 1e-8
+R_EPS = 1e-8
+Form = Literal["auto", "explicit", "gram"]
+Kernel = Literal["linear", "rbf"]
+Rows = slice | torch.Tensor | None
+FORMS = ("auto", "explicit", "gram")
+
+
+def center_normalize(x: torch.Tensor) -> torch.Tensor:
+    """Center each column over the batch, then divide each row by (its L2 norm + 1e-8)."""
+    xc = x - x.mean(dim=0, keepdim=True)
+    return xc / (torch.linalg.vector_norm(xc, dim=1, keepdim=True) + ROW_EPS)
+
+
+def _num_rows(rows: Rows, batch: int) -> int:
+    if rows is None:
+        return batch
+    if isinstance(rows, slice):
+        return len(range(*rows.indices(batch)))
+    return int(rows.numel()) if rows.dtype != torch.bool else int(rows.sum())
+
+
+def choose_form(batch: int, d_phi: int, d_psi: int, num_rows: int | None = None) -> str:
+    """The cheaper exact form for a linear kernel by multiply-add count."""
+    b = batch if num_rows is None else num_rows
+    explicit = b * batch * (d_phi + d_psi)
+    gram_dims = d_phi * d_phi + d_psi * d_psi + d_phi * d_psi
+    gram = (batch if num_rows is None else batch + b) * gram_dims
+    return "gram" if gram < explicit else "explicit"
+
+
+def _explicit_linear(a: torch.Tensor, c: torch.Tensor, rows: Rows) -> torch.Tensor:
+    a_r, c_r = (a, c) if rows is None else (a[rows], c[rows])
+    diff = a_r @ a.T - c_r @ c.T
+    return (diff * diff).sum()
+
+
+def _gram_linear(a: torch.Tensor, c: torch.Tensor, rows: Rows) -> torch.Tensor:
+    aa, cc, ac = a.T @ a, c.T @ c, a.T @ c
+    if rows is None:
+        total = (aa * aa).sum() + (cc * cc).sum() - 2 * (ac * ac).sum()
+    else:
+        a_r, c_r = a[rows], c[rows]
+        total = (a_r.T @ a_r * aa).sum() + (c_r.T @ c_r * cc).sum() - 2 * (a_r.T @ c_r * ac).sum()
+    # exact in real arithmetic; rounding can leave a tiny negative value
+    return total.clamp_min(0.0)
+
+
+def _rbf(x: torch.Tensor, rows: Rows) -> torch.Tensor:
+    x_r = x if rows is None else x[rows]
+    sq = x.square().sum(1)
+    sq_r = x_r.square().sum(1)
+    dist2 = (sq_r[:, None] + sq[None, :] - 2 * x_r @ x.T).clamp_min(0.0)
+    return torch.exp(-dist2)
+
+
+def kernel_sq_diff_sum(
+    phi: torch.Tensor,
+    psi: torch.Tensor,
+    rows: Rows = None,
+    kernel: Kernel = "linear",
+    form: Form = "auto",
+) -> torch.Tensor:
+    """Sum of squared kernel differences over `rows` (default all) against all B columns.
+
+    Args:
+        phi: student features of the (global) batch, ``(B, d_phi)``, with gradient.
+        psi: teacher features of the same batch ``(B, d_psi)``, already weighted (Psi * rho).
+        rows: the rows to sum over (a slice, an index or boolean tensor); None = all rows.
+            Centering always uses the mean of the whole batch passed in.
+        kernel: ``"linear"`` (AFT) or ``"rbf"`` (exp(-squared distance)).
+        form: ``"explicit"``, ``"gram"`` (linear only) or ``"auto"``.
+
+    Returns:
+        A scalar tensor; summing it over disjoint row blocks gives the full-batch value.
+    """
+    if form not in FORMS:
+        raise ConfigError(f"unknown kernel form {form!r}; valid forms: {', '.join(FORMS)}")
+    a, c = center_normalize(phi), center_normalize(psi)
+    if kernel == "rbf":
+        if form == "gram":
+            raise ConfigError("the rbf kernel has no gram form; use kernel_form='explicit' or 'auto'")
+        diff = _rbf(a, rows) - _rbf(c, rows)
+        return (diff * diff).sum()
+    if kernel != "linear":
+        raise ConfigError(f"unknown kernel {kernel!r}; valid kernels: linear, rbf")
+    if form == "auto":
+        form = choose_form(phi.shape[0], phi.shape[1], psi.shape[1], None if rows is None else _num_rows(rows, phi.shape[0]))
+    return _gram_linear(a, c, rows) if form == "gram" else _explicit_linear(a, c, rows)
+
+
+def distance_from_sum(total: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """R = sqrt(total / B^2 + 1e-8); the 1e-8 keeps R differentiable when the kernels agree."""
+    return torch.sqrt(total / float(batch_size) ** 2 + R_EPS)
+
+
+def kernel_distance(phi: torch.Tensor, psi: torch.Tensor, kernel: Kernel = "linear", form: Form = "auto") -> torch.Tensor:
+    """The full-batch AFT discrepancy R = sqrt(mean over B^2 entries of (K_phi - K_psi)^2 + 1e-8)."""
+    return distance_from_sum(kernel_sq_diff_sum(phi, psi, None, kernel, form), phi.shape[0])
+
+
+def aft_kernel_distance(
+    phi: torch.Tensor, psi: torch.Tensor, rho: torch.Tensor, kernel: Kernel = "linear", form: Form = "auto"
+) -> torch.Tensor:
+    """AFT's R with explicit feature weights: the teacher kernel is built from Psi * rho."""
+    return kernel_distance(phi, psi * rho, kernel, form)
+
+
+def rank_surrogate(local_sum: torch.Tensor, global_sum: torch.Tensor, batch_size: int, world_size: int) -> torch.Tensor:
+    """Per-rank loss term whose DDP-averaged gradient equals the gradient of the global R.
+
+    ``W * local / (2 B^2 R)`` with R from the (detached, all-reduced) ``global_sum``; see the module
+    docstring for the protocol.
+    """
+    r = distance_from_sum(global_sum.detach(), batch_size)
+    return world_size * local_sum / (2.0 * float(batch_size) ** 2 * r)

@@ -1,0 +1,74 @@
+"""Save a student as ``student.safetensors`` + ``student.json`` and rebuild it without any teacher."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from aft.errors import CheckpointError
+from aft.students.base import Student, build_student
+from aft.training.atomic import atomic_write_bytes, atomic_write_json, atomic_write_with
+
+WEIGHTS = "student.safetensors"
+CONFIG = "student.json"
+
+
+def state_for_safetensors(module: nn.Module) -> dict[str, torch.Tensor]:
+    """Contiguous, de-aliased CPU copy of the state dict (safetensors refuses shared storage)."""
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}
+
+
+def save_student(student: Student, run_dir: str | Path, *, extra: dict[str, Any] | None = None) -> None:
+    """Write ``student.safetensors`` and ``student.json`` into `run_dir` (atomically)."""
+    run = Path(run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    tensors = state_for_safetensors(student)
+    atomic_write_with(run / WEIGHTS, lambda p: save_file(tensors, str(p)))
+    meta = student.config()
+    meta.update(extra or {})
+    atomic_write_json(run / CONFIG, meta)
+
+
+def load_student(run_dir: str | Path, *, module: nn.Module | None = None, map_location: str = "cpu") -> Student:
+    """Rebuild the student saved in `run_dir` (no teacher, no feature store needed).
+
+    Args:
+        run_dir: a training run folder (or any folder with ``student.json`` + ``student.safetensors``).
+        module: for students of type ``module``, the (untrained) user module to load the weights into.
+        map_location: device for the loaded weights.
+
+    Returns:
+        the student in eval mode, with ``class_names`` restored.
+    """
+    run = Path(run_dir)
+    cfg_path, w_path = run / CONFIG, run / WEIGHTS
+    if not cfg_path.exists() or not w_path.exists():
+        raise CheckpointError(f"{str(run)!r} holds no saved student ({CONFIG} + {WEIGHTS}); train one first")
+    try:
+        cfg = json.loads(cfg_path.read_text())
+        state = load_file(str(w_path), device=map_location)
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"saved student in {str(run)!r} is unreadable ({exc}); retrain it") from None
+    options = dict(cfg.get("options") or {})
+    if cfg["name"] == "module":
+        if module is None:
+            raise CheckpointError("this run used a custom nn.Module student; pass load_student(run_dir, module=...)")
+        options["module"] = module
+    student = build_student(cfg["name"], int(cfg["num_classes"]), **options)
+    missing, unexpected = student.load_state_dict(state, strict=False)
+    if unexpected or [k for k in missing if k in dict(student.state_dict())]:
+        raise CheckpointError(f"saved student weights do not fit {cfg['name']!r} (missing {missing[:3]}, "
+                              f"unexpected {unexpected[:3]}); the run folder is inconsistent")
+    student.class_names = cfg.get("class_names")
+    if cfg.get("feature_dim") is not None:
+        student._feature_dim = int(cfg["feature_dim"])
+    student.to(map_location)
+    return student.eval()
+
+
+__all__ = ["load_student", "save_student", "atomic_write_bytes"]

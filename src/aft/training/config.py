@@ -1,0 +1,228 @@
+"""`TrainConfig`: every setting of a training run, loaded from YAML and ``key=value`` overrides.
+
+Unknown keys and values of the wrong type raise `ConfigError` naming the key. The resolved config
+is saved as ``config.yaml`` in the run folder, so a run can be repeated exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from aft.errors import ConfigError
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run (see docs/training.md for each key).
+
+    Example:
+        >>> cfg = TrainConfig(dataset="digits", method="aft", beta=10.0, steps=100)
+        >>> cfg.validate().total_batch_size
+        128
+    """
+
+    # data
+    dataset: str | None = None
+    train_split: str = "train"
+    test_split: str | None = "test"
+    train_limit: int | None = None
+    test_limit: int | None = None
+    val_fraction: float = 0.1
+    seed: int = 0
+    # student
+    student: str = "cnn-small"
+    student_options: dict[str, Any] = field(default_factory=dict)
+    # transfer method
+    method: str = "aft"
+    method_options: dict[str, Any] = field(default_factory=dict)
+    beta: float = 1.0
+    teachers: list[str] = field(default_factory=list)
+    feature_store: str | None = None
+    # optimization
+    optimizer: Literal["adam", "adamw"] = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    prior_lr: float = 1e-2
+    batch_size: int = 128
+    steps: int | None = None
+    epochs: float | None = None
+    warmup_steps: int = 0
+    schedule: Literal["cosine", "constant"] = "cosine"
+    grad_clip: float | None = None
+    # evaluation / selection
+    eval_every: int = 0
+    select: Literal["last", "best"] = "last"
+    eval_batch_size: int = 512
+    # runtime
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    output: str = "runs/run"
+    overwrite: bool = False
+    resume: bool = False
+    checkpoint_every: int = 500
+    log_every: int = 10
+    progress: bool = True
+    tensorboard: bool = True
+
+    @property
+    def total_batch_size(self) -> int:
+        return self.batch_size
+
+    def validate(self) -> TrainConfig:
+        """Check types and ranges; returns self. Raises `ConfigError` naming the offending key."""
+        hints = get_type_hints(TrainConfig)
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, _coerce(f.name, getattr(self, f.name), hints[f.name]))
+        if self.beta < 0:
+            raise ConfigError(f"beta must be >= 0, got {self.beta}; beta weights the regularizer")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        for key in ("batch_size", "eval_batch_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.steps is not None and self.epochs is not None:
+            raise ConfigError("give either steps or epochs, not both")
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError(f"steps must be >= 1, got {self.steps}")
+        if self.epochs is not None and self.epochs <= 0:
+            raise ConfigError(f"epochs must be > 0, got {self.epochs}")
+        for key in ("lr", "prior_lr"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{key} must be > 0, got {getattr(self, key)}")
+        for key in ("weight_decay", "warmup_steps", "eval_every", "checkpoint_every"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
+        if self.log_every < 1:
+            raise ConfigError(f"log_every must be >= 1, got {self.log_every}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (YAML/JSON-serializable)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Build from a dict; unknown keys raise `ConfigError` listing the valid ones."""
+        if not isinstance(data, dict):
+            raise ConfigError("a training config must be a mapping of key: value")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"unknown config key {unknown[0]!r}; valid keys: {', '.join(sorted(names))}")
+        return cls(**data).validate()
+
+    def save(self, path: str | Path) -> None:
+        """Write the config as YAML (atomically)."""
+        from aft.training.atomic import atomic_write_bytes
+
+        atomic_write_bytes(path, yaml.safe_dump(self.to_dict(), sort_keys=False).encode())
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None) -> TrainConfig:
+    """Load a YAML config file (optional) and apply overrides.
+
+    Args:
+        path: YAML file with TrainConfig keys.
+        overrides: ``["key=value", "method_options.rank=4"]`` (values parsed as YAML) or a dict.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(f"config file {str(p)!r} not found")
+        try:
+            loaded = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {str(p)!r} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {str(p)!r} must hold a mapping of key: value")
+        data.update(loaded)
+    items = overrides.items() if isinstance(overrides, dict) else [_split_override(o) for o in overrides or []]
+    for key, value in items:
+        _set_dotted(data, key, value)
+    return TrainConfig.from_dict(data)
+
+
+def _split_override(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    head, _, rest = key.partition(".")
+    if not rest:
+        data[head] = value
+        return
+    if head not in ("student_options", "method_options"):
+        raise ConfigError(f"config key {key!r}: only student_options.* and method_options.* take sub-keys")
+    sub = data.setdefault(head, {})
+    if not isinstance(sub, dict):
+        raise ConfigError(f"config key {head!r} must be a mapping")
+    sub[rest] = value
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(key, value, arg)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if origin is Literal:
+        choices = get_args(tp)
+        if value not in choices:
+            raise ConfigError(f"config key {key!r}: {value!r} is not one of {', '.join(map(str, choices))}")
+        return value
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {key!r} must be a mapping, got {type(value).__name__}")
+        return dict(value)
+    if origin is list:
+        if isinstance(value, str):
+            value = [v for v in (s.strip() for s in value.split(",")) if v]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"config key {key!r} must be a list of names")
+        return list(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"config key {key!r} must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"config key {key!r} must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key {key!r} must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key {key!r} must be a string, got {value!r}")
+        return value
+    return value  # pragma: no cover - all field types are handled above
