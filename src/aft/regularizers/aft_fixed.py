@@ -20,8 +20,15 @@ class FixedScaleAFT(AdaptiveFeatureTransfer):
 
     name = "aft-fixed"
 
-    def __init__(self, student_dim: int, teacher_dim: int, **options: Any) -> None:
-        super().__init__(student_dim, teacher_dim, **options)
+    def __init__(
+        self,
+        student_dim: int,
+        teacher_dim: int,
+        prior_lr: float = 1e-2,
+        kernel_form: str = "auto",
+        check_finite: bool = True,
+    ) -> None:
+        super().__init__(student_dim, teacher_dim, prior_lr, kernel_form, check_finite)
         self.s.requires_grad_(False)
 
     def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:

@@ -10,12 +10,14 @@ each group should get.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from aft.errors import ConfigError
 from aft.registry import Registry
 
 
@@ -141,4 +143,12 @@ def build(name: str, student_dim: int, teacher_dim: int, **options: Any) -> Regu
         torch.Size([])
     """
     cls = REGULARIZERS.get(name)
+    params = inspect.signature(cls.__init__).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        accepted = [n for n in params if n not in ("self", "student_dim", "teacher_dim")]
+        unknown = sorted(set(options) - set(accepted))
+        if unknown:
+            raise ConfigError(
+                f"method {name!r} has no option(s) {', '.join(unknown)}; valid options: {', '.join(accepted) or '(none)'}"
+            )
     return cls(student_dim, teacher_dim, **options)

@@ -79,7 +79,7 @@ def rho_metrics(loss: torch.Tensor, rho: torch.Tensor) -> dict[str, float]:
     values = torch.stack(
         [loss.detach().float().reshape(()), entropy / norm, rho.mean(), rho.max(), rho.min(), (rho > 0.5).float().mean()]
     ).tolist()
-    return dict(zip(["loss", "rho_entropy", "rho_mean", "rho_max", "rho_min", "rho_frac_above_half"], values))
+    return dict(zip(["loss", "rho_entropy", "rho_mean", "rho_max", "rho_min", "rho_frac_above_half"], values, strict=True))
 
 
 def prior_group(module: torch.nn.Module, prior_lr: float, name: str) -> list[dict[str, Any]]:

@@ -18,6 +18,3 @@ class NoTransfer(Regularizer):
 
     def loss_term(self, student_features: torch.Tensor, teacher_features: torch.Tensor | None = None, labels: Any = None) -> torch.Tensor:
         return torch.zeros((), dtype=torch.float32, device=student_features.device)
-
-    def metrics(self, loss: torch.Tensor) -> dict[str, float]:
-        return {}

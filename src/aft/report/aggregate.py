@@ -17,7 +17,7 @@ import logging
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from aft.experiments.records import RunRecord
 
@@ -186,9 +186,6 @@ class RecordIndex:
         """Groups of real students (not the probe), sorted."""
         return sorted({s.group for s, m in self._acc if m != PROBE and s.group.student != PROBE})
 
-    def stl_setting(self, setting: Setting) -> Setting:
-        return Setting(setting.group, ())
-
     def stl_acc_by_seed(self, group: Group) -> dict[int, float]:
         return self.acc_by_seed(Setting(group, ()), STL)
 
@@ -250,6 +247,70 @@ def normalized_error(index: RecordIndex, setting: Setting, method: str) -> Stat 
     return normalized_errors(index.acc_by_seed(setting, method), index.stl_acc_by_seed(setting.group))
 
 
-def replace_group(setting: Setting, **changes: object) -> Setting:
-    """`setting` with some of its group's fields changed."""
-    return Setting(replace(setting.group, **changes), setting.teachers)  # type: ignore[arg-type]
+@dataclass
+class HeadlineRow:
+    """One row of the headline table: a method with a teacher set, its normalized error per group."""
+
+    method: str
+    teachers: tuple[str, ...]
+    cells: dict[Group, Stat]
+    average: Stat
+
+
+@dataclass
+class Headline:
+    """Normalized test error per (method, teacher set) and group, and the probe − STL gaps.
+
+    Attributes:
+        groups: columns (student groups that have STL results).
+        rows: one per (method, teacher set), in display order.
+        gaps: probe − STL test accuracy (fraction, not points) per (teacher set, group).
+        notes: one line per group or cell that could not be normalized.
+    """
+
+    groups: list[Group]
+    rows: list[HeadlineRow]
+    gaps: dict[tuple[tuple[str, ...], Group], float]
+    notes: list[str]
+
+
+def headline(index: RecordIndex) -> Headline:
+    """Normalized error of every (method, teacher set) in every student group with STL results."""
+    notes: list[str] = []
+    groups = []
+    for g in index.student_groups():
+        stl = index.stl_acc_by_seed(g)
+        if not stl:
+            notes.append(f"no STL (method 'none') final records for {g.label()}: its normalized error "
+                         "is not computed (run STL for that setting)")
+        elif all(a >= 1.0 for a in stl.values()):
+            notes.append(f"STL has zero test error for {g.label()}: normalized error is undefined there")
+        else:
+            groups.append(g)
+    cells: dict[tuple[str, tuple[str, ...]], dict[Group, Stat]] = defaultdict(dict)
+    gset = set(groups)
+    for setting, method in index.pairs():
+        if method == PROBE or setting.group not in gset:
+            continue
+        st = normalized_error(index, setting, method)
+        if st is None:
+            notes.append(f"{method} [{setting.teachers_label()}] in {setting.group.label()}: normalized error "
+                         "undefined (an STL seed has zero error)")
+            continue
+        cells[(method, setting.teachers)][setting.group] = st
+    gaps: dict[tuple[tuple[str, ...], Group], float] = {}
+    for g in groups:
+        stl_by_seed = index.stl_acc_by_seed(g)
+        for ts in index.probe_teacher_sets(g):
+            probe_by_seed = index.probe_acc_by_seed(g, ts)
+            st = normalized_errors(probe_by_seed, stl_by_seed)
+            if st is not None:
+                cells[(PROBE, ts)][g] = st
+            gaps[(ts, g)] = (math.fsum(probe_by_seed.values()) / len(probe_by_seed)
+                             - math.fsum(stl_by_seed.values()) / len(stl_by_seed))
+    rows = [
+        HeadlineRow(m, ts, dict(sorted(c.items())), average_of_stats([c[g] for g in groups if g in c]))
+        for (m, ts), c in sorted(cells.items(), key=lambda kv: (method_sort_key(kv[0][0]), len(kv[0][1]), kv[0][1]))
+        if c
+    ]
+    return Headline(groups, rows, gaps, notes)

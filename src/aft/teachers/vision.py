@@ -16,7 +16,14 @@ import numpy as np
 
 from aft.errors import ConfigError
 from aft.teachers._assets import asset_path
-from aft.teachers.base import TEACHER_PREFIXES, TEACHERS, Teacher, TeacherInputs, files_version, images_to_tensor
+from aft.teachers.base import (
+    TEACHER_PREFIXES,
+    TEACHERS,
+    Teacher,
+    TeacherInputs,
+    files_version,
+    images_to_tensor,
+)
 
 EFFICIENTNET_NATIVE_RESOLUTION = {"lite0": 224, "lite1": 240, "lite2": 260}
 

@@ -62,7 +62,7 @@ class TrainConfig:
     # runtime
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    output: str = "runs/run"
+    output: str | None = None
     overwrite: bool = False
     resume: bool = False
     checkpoint_every: int = 500

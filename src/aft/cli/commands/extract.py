@@ -1,0 +1,89 @@
+"""`aft extract`: compute teacher features for dataset splits into the feature store (resumable)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+DEFAULT_STORE = "features"
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the `extract` command."""
+    parser = subparsers.add_parser(
+        "extract",
+        help="extract teacher features for dataset splits into the feature store",
+        description="Encode every sample of the given splits with each teacher and store the features "
+        "(memory-mapped, keyed by sample id, fingerprinted). Interrupted runs resume where they stopped; "
+        "complete, up-to-date stores are skipped.",
+    )
+    parser.add_argument("--teacher", action="append", required=True, metavar="NAME",
+                        help="teacher name (minilm, mpnet, wordllama, efficientnet-lite0/1/2, st:PATH, hf:PATH, "
+                        "timm:NAME); repeat for several")
+    parser.add_argument("--dataset", required=True, metavar="NAME", help="dataset name (digits, fashion-mnist, ...)")
+    parser.add_argument("--split", action="append", metavar="SPLIT", help="split(s) to encode (default: train)")
+    parser.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="dataset loader option, e.g. path=data.csv for csv/jsonl/imagefolder; repeatable")
+    parser.add_argument("--limit", type=int, default=None, metavar="N",
+                        help="encode a stratified subsample of N samples per split (same N and --seed as training)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the --limit subsample (default 0)")
+    parser.add_argument("--store", default=None, metavar="DIR",
+                        help=f"feature store root (default: $AFT_FEATURE_STORE or ./{DEFAULT_STORE})")
+    parser.add_argument("--batch-size", type=int, default=64, help="samples per forward pass (default 64)")
+    parser.add_argument("--dtype", choices=("float16", "float32"), default="float16",
+                        help="stored precision (default float16)")
+    parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
+    parser.add_argument("--resolution", type=int, default=None,
+                        help="input resolution for image teachers (EfficientNet default 112)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace stores made with another teacher version, preprocessing or dtype")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def parse_options(items: list[str]) -> dict[str, str]:
+    """``["k=v", ...]`` -> ``{"k": "v"}``; raises `ConfigError` on an item without ``=``."""
+    from aft.errors import ConfigError
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--data-option {item!r} is not KEY=VALUE; e.g. --data-option path=data.csv")
+        out[key] = value
+    return out
+
+
+def load_split(dataset: str, split: str, limit: int | None = None, seed: int = 0, **options: Any) -> Any:
+    """Load one split via `aft.data.load_split`, optionally as a stratified subsample (`limit`, `seed`)."""
+    from aft.data import load_split as load
+    from aft.data import stratified_subsample
+
+    loaded = load(dataset, split, **options)
+    if limit is not None and limit < len(loaded):
+        loaded = stratified_subsample(loaded, limit, seed)
+    return loaded
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handler of `aft extract`."""
+    from aft.features import extract
+    from aft.teachers import build_teacher
+
+    store = args.store or os.environ.get("AFT_FEATURE_STORE") or DEFAULT_STORE
+    splits = args.split or ["train"]
+    teachers = [build_teacher(name, device=args.device, resolution=args.resolution)
+                if args.resolution is not None else build_teacher(name, device=args.device)
+                for name in args.teacher]
+    options = parse_options(args.data_option)
+    for split_name in splits:
+        split = load_split(args.dataset, split_name, args.limit, args.seed, **options)
+        paths = extract(teachers, split, store, batch_size=args.batch_size, dtype=args.dtype,
+                        progress=not args.no_progress)
+        for teacher, path in zip(teachers, paths, strict=True):
+            print(f"{teacher.name} {split.dataset}/{split.split} ({len(split)} samples, dim {teacher.dim}): {path}")
+    sys.stdout.flush()
+    return 0

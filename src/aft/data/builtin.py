@@ -1,0 +1,59 @@
+"""Registers the built-in datasets in `aft.data.registry.DATASETS` (imported lazily)."""
+
+from __future__ import annotations
+
+from aft.data import digits, fashion_mnist, imagefolder, spam_assassin, tabular
+from aft.data.registry import DATASETS, DatasetSource
+
+_BUILTIN = [
+    DatasetSource(
+        name="fashion-mnist",
+        loader=fashion_mnist.load_fashion_mnist,
+        modality="image",
+        description="Fashion-MNIST, 28x28 gray clothing images, official split",
+        splits=("train", "test"),
+        class_names=fashion_mnist.CLASS_NAMES,
+        asset="fashion-mnist",
+        sizes={"train": 60000, "test": 10000},
+    ),
+    DatasetSource(
+        name="spam-assassin",
+        loader=spam_assassin.load_spam_assassin,
+        modality="text",
+        description="SpamAssassin emails, ham vs spam, committed 80/20 split (v1)",
+        splits=("train", "test"),
+        class_names=spam_assassin.CLASS_NAMES,
+        asset="spam-assassin",
+        sizes={"train": 4837, "test": 1209},
+    ),
+    DatasetSource(
+        name="digits",
+        loader=digits.load_digits_split,
+        modality="image",
+        description="scikit-learn 8x8 digits, seeded stratified 80/20 split",
+        splits=("train", "test"),
+        class_names=digits.CLASS_NAMES,
+        sizes={"train": 1438, "test": 359},
+    ),
+    DatasetSource(
+        name="csv",
+        loader=tabular.load_csv,
+        modality="text",
+        description="your texts in CSV: path=<folder with <split>.csv> | <file> | 'data/{split}.csv'",
+    ),
+    DatasetSource(
+        name="jsonl",
+        loader=tabular.load_jsonl,
+        modality="text",
+        description="your texts in JSON lines: path=<folder with <split>.jsonl> | <file> | template",
+    ),
+    DatasetSource(
+        name="imagefolder",
+        loader=imagefolder.load_imagefolder,
+        modality="image",
+        description="your images: path=<root> with <root>/<split>/<class>/<image>",
+    ),
+]
+
+for _src in _BUILTIN:
+    DATASETS.add(_src.name, _src)

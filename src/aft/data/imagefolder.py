@@ -1,0 +1,135 @@
+"""Generic image datasets from a folder tree ``<path>/<split>/<class>/<image>``.
+
+Class names are the sorted class folder names found under any split folder of `path` (so that
+train and test agree on label indices), or the `class_names` option. Images are loaded with
+Pillow as uint8 ``(N, H, W)`` (mode "L") or ``(N, H, W, 3)`` (mode "RGB"). Without `mode`/`size`
+every image must already share one mode and size; otherwise a `DataError` names the odd file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from aft.data.split import DatasetSplit
+from aft.errors import ConfigError, DataError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+_GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+
+
+def _folders(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _size_option(size: int | Sequence[int] | None) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    if isinstance(size, int):
+        return (size, size)
+    vals = tuple(int(s) for s in size)
+    if len(vals) != 2 or min(vals) < 1:
+        raise ConfigError(f"size must be an int or (width, height) of positive ints, got {size!r}")
+    return vals  # type: ignore[return-value]
+
+
+def load_imagefolder(
+    split: str,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    path: str,
+    mode: str | None = None,
+    size: int | Sequence[int] | None = None,
+    class_names: Sequence[str] | None = None,
+    name: str | None = None,
+) -> DatasetSplit:
+    """Load ``<path>/<split>/<class>/*.png|jpg|...`` as a uint8 image split.
+
+    Args:
+        path: the root folder holding one folder per split.
+        mode: ``"L"`` (gray) or ``"RGB"``: convert every image; None: all must share one mode.
+        size: resize every image to ``(width, height)`` (an int = square); None: all must match.
+        class_names: the classes in label order (default: sorted class folder names).
+        name: dataset name (default: the root folder's name).
+    """
+    try:
+        from PIL import Image
+    except ImportError:
+        raise DataError("image folders need Pillow; install it with `pip install pillow`") from None
+    if mode is not None and mode not in ("L", "RGB"):
+        raise ConfigError(f"mode must be 'L' or 'RGB', got {mode!r}")
+    target_size = _size_option(size)
+    root = Path(path)
+    if not root.is_dir():
+        raise DataError(f"image folder {root} not found; check the path option")
+    split_dir = root / split
+    if not split_dir.is_dir():
+        present = ", ".join(p.name for p in _folders(root)) or "none"
+        raise DataError(
+            f"no folder {split_dir} (sub-folders present: {present}); expected <path>/<split>/<class>/<image>"
+        )
+    class_dirs = _folders(split_dir)
+    loose = sorted(p.name for p in split_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if loose:
+        raise DataError(
+            f"image {split_dir / loose[0]} is not inside a class folder; use <path>/<split>/<class>/<image>"
+        )
+    if class_names is None:
+        names = sorted({c.name for s in _folders(root) for c in _folders(s)})
+    else:
+        names = [str(n) for n in class_names]
+        unknown = [c.name for c in class_dirs if c.name not in names]
+        if unknown:
+            raise DataError(
+                f"class folder {split_dir / unknown[0]} is not one of class_names ({', '.join(names)}); "
+                "rename the folder or add the class"
+            )
+    index = {n: i for i, n in enumerate(names)}
+    files = [
+        (c.name, f)
+        for c in class_dirs
+        for f in sorted(c.iterdir())
+        if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
+    ]
+    if not files:
+        raise DataError(f"no images under {split_dir}; expected <class>/<image>{IMAGE_EXTENSIONS[0]} files")
+    arrays: list[np.ndarray] = []
+    first: tuple[Path, str, tuple[int, int]] | None = None
+    for _cls, f in files:
+        try:
+            with Image.open(f) as im:
+                im.load()
+                img_mode = "L" if im.mode in _GRAY_MODES else "RGB"
+                want = mode or (first[1] if first else img_mode)
+                if mode is None and first is not None and img_mode != first[1]:
+                    raise DataError(
+                        f"image {f} is {im.mode} but {first[0].name} is {first[1]}; pass mode='RGB' or "
+                        "mode='L' to convert all images"
+                    )
+                out = im.convert(want)
+                if target_size is not None and out.size != target_size:
+                    out = out.resize(target_size, Image.BILINEAR)
+        except DataError:
+            raise
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            raise DataError(f"cannot read image {f} ({exc!s:.100}); remove or replace the file") from None
+        if first is None:
+            first = (f, want, out.size)
+        elif out.size != first[2]:
+            raise DataError(
+                f"image {f} is {out.size[0]}x{out.size[1]} but {first[0].name} is {first[2][0]}x{first[2][1]}; "
+                "pass size=(width, height) to resize all images"
+            )
+        arrays.append(np.asarray(out, dtype=np.uint8))
+    return DatasetSplit(
+        dataset=name or root.name,
+        split=split,
+        ids=[f"{cls}/{f.name}" for cls, f in files],
+        inputs=np.stack(arrays),
+        labels=np.array([index[cls] for cls, _ in files], dtype=np.int64),
+        class_names=names,
+        modality="image",
+    )

@@ -1,0 +1,285 @@
+"""Generic text datasets from CSV and JSON-lines files.
+
+Which file a split reads (`path` option):
+
+* a folder: ``<path>/<split>.csv`` (or ``.jsonl``);
+* a template containing ``{split}``: ``data/{split}.csv`` -> ``data/train.csv``;
+* a single file: read as is, whatever the split name (it only names the result).
+
+Labels may be integers (``0..K-1``) or class names. Without `class_names`, names are sorted;
+in folder mode they are collected from every ``*.csv``/``*.jsonl`` file of the folder so that
+train and test agree on the label indices.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from aft.data.split import DatasetSplit
+from aft.errors import DataError
+
+_INT = re.compile(r"^[+-]?\d+$")
+
+
+def resolve_split_file(path: str | os.PathLike[str], split: str, ext: str) -> Path:
+    """The file that `split` reads for the `path` option (see the module docstring)."""
+    spath = str(path)
+    if "{split}" in spath:
+        target = Path(spath.replace("{split}", split))
+    elif Path(spath).is_dir():
+        target = Path(spath) / f"{split}.{ext}"
+        if not target.is_file():
+            present = sorted(p.name for p in Path(spath).glob(f"*.{ext}"))
+            raise DataError(
+                f"no file {target.name} in {spath} (present: {', '.join(present) or 'none'}); "
+                f"name the split file <split>.{ext} or pass the file itself as path"
+            )
+    else:
+        target = Path(spath)
+    if not target.is_file():
+        raise DataError(f"data file {target} not found; check the path option")
+    if target.stat().st_size == 0:
+        raise DataError(f"data file {target} is empty; it needs a header row and at least one sample")
+    return target
+
+
+def _decode(path: Path) -> str:
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}: line {line} is not valid UTF-8 (byte {raw[exc.start]:#04x}); re-save the file as UTF-8"
+        ) from None
+
+
+Record = tuple[int, dict]  # (line number, row)
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[Record]]:
+    text = _decode(path)
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    records: list[Record] = []
+    try:
+        columns = list(reader.fieldnames or [])
+        for row in reader:
+            if None in row:
+                raise DataError(
+                    f"{path}: line {reader.line_num} has more fields than the header ({len(columns)}); "
+                    "quote fields that contain commas"
+                )
+            records.append((reader.line_num, row))
+    except csv.Error as exc:
+        raise DataError(f"{path}: line {reader.line_num} is not valid CSV ({exc}); fix the quoting") from None
+    if not columns:
+        raise DataError(f"data file {path} has no header row; the first line must name the columns")
+    return columns, records
+
+
+def _read_jsonl(path: Path) -> tuple[list[str], list[Record]]:
+    text = _decode(path)
+    records: list[Record] = []
+    columns: dict[str, None] = {}
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise DataError(f"{path}: line {lineno} is not valid JSON ({exc.args[0]}); one object per line") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}: line {lineno} is not a JSON object; write one {{...}} object per line")
+        columns.update(dict.fromkeys(row))
+        records.append((lineno, row))
+    return list(columns), records
+
+
+READERS = {"csv": _read_csv, "jsonl": _read_jsonl}
+
+
+def _require_column(path: Path, columns: list[str], column: str, option: str) -> None:
+    if column not in columns:
+        raise DataError(
+            f"{path} has no column {column!r} (columns present: {', '.join(map(repr, columns)) or 'none'}); "
+            f"pass {option}=<name of the column>"
+        )
+
+
+def _label_value(path: Path, lineno: int, value: object) -> int | str:
+    """An int label, or a class name (str)."""
+    if isinstance(value, bool) or value is None or isinstance(value, (list, dict)):
+        raise DataError(
+            f"{path}: line {lineno}: label {value!r} is not an integer or a class name; fix the label"
+        )
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise DataError(f"{path}: line {lineno}: label {value!r} is not an integer; labels must be whole numbers")
+        return int(value)
+    if isinstance(value, int):
+        return value
+    s = str(value).strip()
+    if not s:
+        raise DataError(f"{path}: line {lineno}: the label is empty; every sample needs a label")
+    if _INT.match(s):
+        return int(s)
+    try:
+        f = float(s)
+    except ValueError:
+        return s
+    if f == f and f.is_integer():  # "2.0"
+        return int(f)
+    raise DataError(f"{path}: line {lineno}: label {s!r} is not an integer; labels must be whole numbers or names")
+
+
+def _infer_class_names(values: Sequence[int | str]) -> list[str]:
+    if all(isinstance(v, int) for v in values):
+        ints = [int(v) for v in values]
+        return [str(i) for i in range(max(ints) + 1)] if ints else []
+    return sorted({str(v) for v in values})
+
+
+def _encode(path: Path, where: list[int], values: list[int | str], class_names: list[str]) -> np.ndarray:
+    index = {n: i for i, n in enumerate(class_names)}
+    all_int = all(isinstance(v, int) for v in values)
+    out = np.empty(len(values), dtype=np.int64)
+    for k, (lineno, v) in enumerate(zip(where, values, strict=True)):
+        if isinstance(v, str) or (not all_int and str(v) in index):
+            name = str(v)
+            if name not in index:
+                raise DataError(
+                    f"{path}: line {lineno}: unknown class {name!r}; known classes: {', '.join(class_names)} "
+                    "(pass class_names to list them all)"
+                )
+            out[k] = index[name]
+        else:
+            if not 0 <= v < len(class_names):
+                raise DataError(
+                    f"{path}: line {lineno}: label {v} is out of range for {len(class_names)} classes; "
+                    f"integer labels must be in [0, {len(class_names) - 1}]"
+                )
+            out[k] = v
+    return out
+
+
+def _labels_of_file(path: Path, ext: str, label_column: str) -> list[int | str]:
+    columns, records = READERS[ext](path)
+    _require_column(path, columns, label_column, "label_column")
+    return [_label_value(path, ln, row.get(label_column)) for ln, row in records]
+
+
+def load_table(
+    split: str,
+    *,
+    ext: str,
+    path: str | os.PathLike[str],
+    text_column: str = "text",
+    label_column: str = "label",
+    id_column: str | None = None,
+    class_names: Sequence[str] | None = None,
+    name: str | None = None,
+) -> DatasetSplit:
+    """Load a text split from a CSV or JSONL file (see the module docstring for `path`)."""
+    file = resolve_split_file(path, split, ext)
+    columns, records = READERS[ext](file)
+    if not records:
+        raise DataError(f"data file {file} has no samples; add at least one row")
+    _require_column(file, columns, text_column, "text_column")
+    _require_column(file, columns, label_column, "label_column")
+    if id_column is not None:
+        _require_column(file, columns, id_column, "id_column")
+    texts: list[str] = []
+    ids: list[str] = []
+    where: list[int] = []
+    seen: dict[str, int] = {}
+    values: list[int | str] = []
+    for i, (lineno, row) in enumerate(records):
+        text = row.get(text_column)
+        if not isinstance(text, str):
+            raise DataError(f"{file}: line {lineno}: {text_column!r} is {text!r}, not a string; fix the row")
+        if not text.strip():
+            raise DataError(f"{file}: line {lineno}: the text in column {text_column!r} is empty; remove or fill the row")
+        if id_column is not None:
+            raw_id = row.get(id_column)
+            sid = "" if raw_id is None else str(raw_id).strip()
+            if not sid:
+                raise DataError(f"{file}: line {lineno}: the id in column {id_column!r} is empty; every row needs an id")
+        else:
+            sid = f"{split}-{i:06d}"
+        if sid in seen:
+            raise DataError(
+                f"{file}: line {lineno}: duplicate id {sid!r} (first at line {seen[sid]}); ids must be unique"
+            )
+        seen[sid] = lineno
+        texts.append(text)
+        ids.append(sid)
+        where.append(lineno)
+        values.append(_label_value(file, lineno, row.get(label_column)))
+    if class_names is not None:
+        names = [str(n) for n in class_names]
+        if len(set(names)) != len(names) or not names:
+            raise DataError(f"class_names must be a non-empty list of distinct names, got {names}")
+    else:
+        pool = list(values)
+        if "{split}" not in str(path) and Path(path).is_dir():
+            for other in sorted(Path(path).glob(f"*.{ext}")):
+                if other != file and other.stat().st_size > 0:
+                    pool.extend(_labels_of_file(other, ext, label_column))
+        if any(isinstance(v, int) and v < 0 for v in pool) and all(isinstance(v, int) for v in pool):
+            bad = next(v for v in values if isinstance(v, int) and v < 0)
+            raise DataError(f"{file}: label {bad} is out of range; integer labels must be >= 0")
+        names = _infer_class_names(pool)
+    labels = _encode(file, where, values, names)
+    return DatasetSplit(
+        dataset=name or (Path(path).name if Path(path).is_dir() else file.stem),
+        split=split,
+        ids=ids,
+        inputs=texts,
+        labels=labels,
+        class_names=names,
+        modality="text",
+    )
+
+
+def load_csv(
+    split: str,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    path: str,
+    text_column: str = "text",
+    label_column: str = "label",
+    id_column: str | None = None,
+    class_names: Sequence[str] | None = None,
+    name: str | None = None,
+) -> DatasetSplit:
+    """Load a text split from CSV (header row; columns `text_column`, `label_column`, optional `id_column`)."""
+    return load_table(
+        split, ext="csv", path=path, text_column=text_column, label_column=label_column,
+        id_column=id_column, class_names=class_names, name=name,
+    )
+
+
+def load_jsonl(
+    split: str,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    path: str,
+    text_column: str = "text",
+    label_column: str = "label",
+    id_column: str | None = None,
+    class_names: Sequence[str] | None = None,
+    name: str | None = None,
+) -> DatasetSplit:
+    """Load a text split from JSON lines (one object per line with the text and label keys)."""
+    return load_table(
+        split, ext="jsonl", path=path, text_column=text_column, label_column=label_column,
+        id_column=id_column, class_names=class_names, name=name,
+    )

@@ -1,0 +1,257 @@
+"""Streaming, resumable teacher-feature extraction into `FeatureStore` directories.
+
+For each teacher: batches are formed deterministically (texts sorted by length so that padding is
+small, images in order), encoded under ``torch.inference_mode()``, checked for NaN/Inf, cast to
+the store dtype and written in place into a preallocated array file. Every ``checkpoint_every_s``
+seconds the data is fsynced and the number of completed batches recorded atomically in
+``progress.json``; an interrupted run resumes from there and produces a byte-identical store,
+because batch composition never depends on where a run started. The manifest is written last.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aft.data.split import DatasetSplit
+from aft.errors import ConfigError, NonFiniteError, OutputExistsError
+from aft.features.store import (
+    ARRAY,
+    DTYPES,
+    IDS,
+    MANIFEST,
+    PROGRESS,
+    FeatureStore,
+    FeatureStoreWriter,
+    _jsonable,
+    is_complete,
+    store_path,
+)
+from aft.teachers.base import Teacher, build_teacher
+
+log = logging.getLogger(__name__)
+
+BatchCallback = Callable[[int, int], None]
+
+
+def batch_order(split: DatasetSplit) -> np.ndarray:
+    """The deterministic order in which samples are batched: by text length (stable), or as stored."""
+    if isinstance(split.inputs, np.ndarray):
+        return np.arange(len(split), dtype=np.int64)
+    lengths = np.fromiter((len(t) for t in split.inputs), dtype=np.int64, count=len(split))
+    return np.argsort(lengths, kind="stable")
+
+
+def _take(split: DatasetSplit, idx: np.ndarray) -> np.ndarray | list[str]:
+    if isinstance(split.inputs, np.ndarray):
+        return split.inputs[idx]
+    return [split.inputs[i] for i in idx]
+
+
+def extract(
+    teachers: Sequence[str | Teacher] | str | Teacher,
+    split: DatasetSplit,
+    store_root: str | Path,
+    *,
+    batch_size: int = 64,
+    dtype: str = "float16",
+    progress: bool = True,
+    device: str | None = None,
+    overwrite: bool = False,
+    checkpoint_every_s: float = 5.0,
+    on_batch: BatchCallback | None = None,
+) -> list[Path]:
+    """Extract each teacher's features for `split` into ``store_root`` and return the store paths.
+
+    A store that is already complete for the same teacher (name, version, preprocessing) and dtype
+    is kept as is; an interrupted one is resumed.
+
+    Args:
+        teachers: teacher names (built with ``build_teacher(name, device=device)``) or `Teacher`s.
+        split: the samples to encode.
+        store_root: root folder of the feature stores.
+        batch_size: samples per forward pass (part of the resume plan; changing it restarts).
+        dtype: ``"float16"`` (default, half the disk and page cache) or ``"float32"``.
+        progress: show a tqdm bar (items/s) on stderr.
+        device: torch device for teachers built from names.
+        overwrite: replace a complete store made with another teacher version/preprocessing/dtype.
+        checkpoint_every_s: seconds between fsync + progress records (0: after every batch).
+        on_batch: called as ``on_batch(batches_done, total_batches)`` after each batch is written
+            (and checkpointed, if due); raising from it aborts the run, leaving it resumable.
+
+    Raises:
+        ConfigError: bad dtype/batch size, or a teacher of the wrong modality.
+        OutputExistsError: a complete store with other settings exists and `overwrite` is False.
+        NonFiniteError: a teacher produced NaN/Inf (or float16 overflow); the store stays incomplete.
+    """
+    if dtype not in DTYPES:
+        raise ConfigError(f"unknown dtype {dtype!r}; use float16 or float32")
+    if int(batch_size) < 1:
+        raise ConfigError(f"batch size must be >= 1, got {batch_size}")
+    if isinstance(teachers, str | Teacher):
+        teachers = [teachers]
+    paths = []
+    for spec in teachers:
+        teacher = build_teacher(spec, device=device) if isinstance(spec, str) else spec
+        paths.append(
+            _extract_one(
+                teacher, split, Path(store_root), int(batch_size), dtype, progress, overwrite, checkpoint_every_s, on_batch
+            )
+        )
+    return paths
+
+
+def _extract_one(
+    teacher: Teacher,
+    split: DatasetSplit,
+    root: Path,
+    batch_size: int,
+    dtype: str,
+    progress: bool,
+    overwrite: bool,
+    checkpoint_every_s: float,
+    on_batch: BatchCallback | None,
+) -> Path:
+    import torch
+    from tqdm.auto import tqdm
+
+    if teacher.modality != split.modality:
+        raise ConfigError(
+            f"teacher {teacher.name!r} encodes {teacher.modality}s but {split.dataset} holds {split.modality}s; "
+            f"pick a {split.modality} teacher"
+        )
+    fingerprint = split.fingerprint()
+    path = store_path(root, teacher.name, split.dataset, split.split, fingerprint)
+    teacher_info = {
+        "name": teacher.name,
+        "version": teacher.version,
+        "preprocess": _jsonable(teacher.preprocess_config()),
+        "modality": teacher.modality,
+        "class": type(teacher).__qualname__,
+    }
+    dataset_info = {
+        "name": split.dataset,
+        "split": split.split,
+        "fingerprint": fingerprint,
+        "modality": split.modality,
+    }
+    order_kind = "length-sorted" if split.modality == "text" and not isinstance(split.inputs, np.ndarray) else "stored"
+    plan = {
+        "teacher": teacher_info,
+        "dataset": dataset_info,
+        "dim": teacher.dim,
+        "dtype": dtype,
+        "num_views": 1,
+        "batch_size": batch_size,
+        "batch_order": order_kind,
+    }
+    if is_complete(path):
+        try:
+            existing = FeatureStore.open(path, check_finite=False)
+            same = (
+                existing.manifest["teacher"] == _jsonable(teacher_info)
+                and existing.dtype == dtype
+                and existing.num_views == 1
+            )
+        except Exception:  # noqa: BLE001 - an unreadable store counts as "different"
+            same = False
+        if same and not overwrite:
+            log.info("features of %s for %s/%s are up to date in %s", teacher.name, split.dataset, split.split, path)
+            return path
+        if not overwrite:
+            raise OutputExistsError(
+                f"{path} holds {teacher.name} features made with other settings (version, preprocessing or dtype); "
+                "pass --overwrite to replace them"
+            )
+        for name in (MANIFEST, IDS, ARRAY, PROGRESS):
+            (path / name).unlink(missing_ok=True)
+    elif overwrite and path.exists():
+        shutil.rmtree(path)
+
+    n = len(split)
+    order = batch_order(split)
+    num_batches = (n + batch_size - 1) // batch_size
+    writer = FeatureStoreWriter(path, plan, count=n, num_views=1, dim=teacher.dim, dtype=dtype)
+    start_batch = min(writer.batches_done, num_batches)
+    rows_done = min(start_batch * batch_size, n)
+    np_dtype = np.dtype(dtype)
+    t0 = time.perf_counter()
+    last_ckpt = t0
+    try:
+        with (
+            torch.inference_mode(),
+            tqdm(
+                total=n,
+                initial=rows_done,
+                unit="sample",
+                desc=f"{teacher.name} {split.dataset}/{split.split}",
+                disable=not progress,
+                dynamic_ncols=True,
+            ) as bar,
+        ):
+            for b in range(start_batch, num_batches):
+                idx = order[b * batch_size : (b + 1) * batch_size]
+                feats = teacher.encode(_take(split, idx))
+                feats = np.asarray(feats)
+                if feats.shape != (idx.size, teacher.dim):
+                    raise ConfigError(
+                        f"teacher {teacher.name!r} returned {feats.shape} for a batch of {idx.size}; expected "
+                        f"({idx.size}, {teacher.dim})"
+                    )
+                with np.errstate(over="ignore", invalid="ignore"):
+                    block = feats.astype(np_dtype, copy=False)
+                finite = np.isfinite(block).all(axis=1)
+                if not finite.all():
+                    bad = split.ids[int(idx[np.argmin(finite)])]
+                    raw_ok = bool(np.isfinite(feats[np.argmin(finite)]).all())
+                    why = "overflows float16; use --dtype float32" if raw_ok else "is NaN/Inf; check that input"
+                    raise NonFiniteError(
+                        f"teacher {teacher.name!r} gave non-finite features for sample {bad!r} of "
+                        f"{split.dataset}/{split.split}: the output {why}"
+                    )
+                writer.write(idx, block)
+                rows_done += idx.size
+                now = time.perf_counter()
+                if now - last_ckpt >= checkpoint_every_s and b + 1 < num_batches:
+                    writer.checkpoint(b + 1, rows_done)
+                    last_ckpt = now
+                bar.update(idx.size)
+                if on_batch is not None:
+                    on_batch(b + 1, num_batches)
+    except BaseException:
+        writer.close()
+        raise
+    elapsed = time.perf_counter() - t0
+    manifest: dict[str, Any] = {
+        "teacher": teacher_info,
+        "dataset": dataset_info,
+        "augmentation": None,
+        "extraction": {
+            "batch_size": batch_size,
+            "batch_order": order_kind,
+            "device": str(teacher.device),
+            "resumed_from_batch": start_batch,
+            "seconds_last_run": round(elapsed, 3),
+            "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "aft_version": _aft_version(),
+        },
+    }
+    writer.finalize(split.ids, manifest)
+    log.info("wrote %d %s features to %s in %.1fs", n, teacher.name, path, elapsed)
+    return path
+
+
+def _aft_version() -> str:
+    try:
+        from aft import __version__
+
+        return str(__version__)
+    except ImportError:  # pragma: no cover
+        return "unknown"

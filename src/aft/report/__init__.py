@@ -1,0 +1,148 @@
+"""Report generator: committed run records -> tables (normalized error...), PNG plots, index.html, RESULTS.md.
+
+    >>> from aft.experiments.records import read_records
+    >>> from aft.report import build_report
+    >>> paths = build_report(read_records("results/records.jsonl"), "results/report",
+    ...                      markdown_path="docs/RESULTS.md", command="aft compare --suite fashion-mnist")
+
+Semantics: ../../../shared/BENCHMARKS.md and `aft.report.aggregate`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aft.errors import DataError
+from aft.experiments.records import RunRecord
+from aft.report.aggregate import RecordIndex, headline
+from aft.report.html import render_html
+from aft.report.plots import all_plots
+from aft.report.results_page import render_results_md
+from aft.report.sections import ReportContent
+from aft.report.tables import (
+    Table,
+    accuracy_table,
+    cost_table,
+    headline_table,
+    ladder_table,
+    multi_teacher_table,
+    rho_table,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ReportPaths", "build_report", "build_tables", "report_command"]
+
+NO_COMMAND = "# (the command that wrote these records was not given: pass `aft report --command ...`)"
+
+
+@dataclass
+class ReportPaths:
+    """Files written by `build_report`.
+
+    Attributes:
+        out_dir: the output folder.
+        index_html: the HTML page (tables + figures).
+        plots: the PNG files, in page order.
+        markdown: RESULTS.md, when asked for.
+        notes: one line per table or plot that was skipped and why.
+    """
+
+    out_dir: Path
+    index_html: Path
+    plots: list[Path] = field(default_factory=list)
+    markdown: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to `path` via a temp file in the same folder, fsync, then `os.replace`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def report_command(record_files: Sequence[str | Path], out_dir: str | Path, markdown_path: str | Path | None = None,
+                   command: str | None = None) -> str:
+    """The `aft report` command line that regenerates a report (paths as given)."""
+    argv = ["aft", "report", "--records", *[str(p) for p in record_files], "--out", str(out_dir)]
+    if markdown_path is not None:
+        argv += ["--markdown", str(markdown_path)]
+    if command:
+        argv += ["--command", command]
+    return shlex.join(argv)
+
+
+def build_tables(index: RecordIndex, ladder_methods: Sequence[str] = ("aft", "kd")) -> list[Table]:
+    """Every table of the report, in page order."""
+    return [
+        headline_table(headline(index), index),
+        accuracy_table(index),
+        ladder_table(index, ladder_methods),
+        multi_teacher_table(index),
+        rho_table(index),
+        cost_table(index),
+    ]
+
+
+def build_report(
+    records: list[RunRecord],
+    out_dir: str | Path,
+    markdown_path: str | Path | None = None,
+    command: str | None = None,
+    *,
+    record_files: Sequence[str | Path] | None = None,
+    ladder_methods: Sequence[str] = ("aft", "kd"),
+) -> ReportPaths:
+    """Turn run records into `out_dir/index.html` + PNG plots and, optionally, a RESULTS.md.
+
+    Args:
+        records: run records (duplicates of a run: the last one wins).
+        out_dir: folder for index.html and the PNGs (created).
+        markdown_path: where to write the markdown page (e.g. ``docs/RESULTS.md``); None = no markdown.
+        command: the exact command that regenerates the records; printed before every table.
+        record_files: the records files, to print the exact `aft report` command (else ``RECORDS.jsonl``).
+        ladder_methods: methods shown in the teacher-ladder table.
+
+    Raises:
+        DataError: `records` is empty.
+    """
+    if not records:
+        raise DataError("no run records to report on; run `aft compare` first or pass the right --records file")
+    out = Path(out_dir)
+    md = Path(markdown_path) if markdown_path is not None else None
+    index = RecordIndex.build(records)
+    h = headline(index)
+    tables = build_tables(index, ladder_methods)
+    notes = list(index.notes)
+    notes += [f"{t.title}: {t.empty_note}" for t in tables if not t.rows]
+    plots = all_plots(index, h, notes)
+    commands = [command or NO_COMMAND,
+                report_command(record_files or ["RECORDS.jsonl"], out_dir, markdown_path, command)]
+    content = ReportContent.of(index, tables, plots, commands, notes)
+
+    paths = ReportPaths(out_dir=out, index_html=out / "index.html", notes=notes)
+    for p in plots:
+        atomic_write(out / p.name, p.png)
+        paths.plots.append(out / p.name)
+    atomic_write(paths.index_html, render_html(content).encode("utf-8"))
+    if md is not None:
+        atomic_write(md, render_results_md(content, md, out).encode("utf-8"))
+        paths.markdown = md
+    for n in notes:
+        log.info("report: %s", n)
+    return paths

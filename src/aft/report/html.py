@@ -1,0 +1,60 @@
+"""index.html: a self-contained page (inline CSS) with the tables and the PNGs next to it."""
+
+from __future__ import annotations
+
+from html import escape
+
+from aft.report.sections import ReportContent, fmt_wall
+from aft.report.tables import Table
+
+CSS = """
+body { font-family: -apple-system, Segoe UI, Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1400px;
+       color: #222; padding: 0 1em; }
+h1, h2 { font-weight: 600; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 2em; }
+table { border-collapse: collapse; margin: .8em 0; font-size: 13px; }
+th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: left; white-space: nowrap; }
+th { background: #f3f3f3; } tr:nth-child(even) td { background: #fafafa; }
+pre { background: #f6f8fa; padding: .8em; overflow-x: auto; font-size: 13px; }
+.note { color: #666; font-size: 13px; } .empty { color: #a33; font-style: italic; }
+figure { margin: 1.5em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { color: #555; font-size: 13px; }
+nav a { margin-right: 1em; }
+"""
+
+
+def table_html(table: Table) -> str:
+    """The table as an HTML <table> (or its empty note) with its footnotes."""
+    if not table.rows:
+        return f'<p class="empty">{escape(table.empty_note or "No data.")}</p>\n'
+    head = "".join(f"<th>{escape(h)}</th>" for h in table.header)
+    body = "\n".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in table.rows)
+    out = f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>\n"
+    if table.notes:
+        out += '<ul class="note">' + "".join(f"<li>{escape(n)}</li>" for n in table.notes) + "</ul>\n"
+    return out
+
+
+def render_html(content: ReportContent) -> str:
+    """The whole page."""
+    commands = "<pre>" + escape("\n".join(content.commands)) + "</pre>\n"
+    nav = "<nav>" + "".join(f'<a href="#{t.key}">{escape(t.title)}</a>' for t in content.tables)
+    nav += '<a href="#plots">Plots</a></nav>\n' if content.plots else "</nav>\n"
+    parts = [
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>aft results</title>\n"
+        f"<style>{CSS}</style>\n</head>\n<body>\n<h1>aft results</h1>\n",
+        f"<p>{content.n_records} run records ({content.n_final} final, {content.n_select} select-phase); "
+        f"total wall time of all runs: {escape(fmt_wall(content.wall_s))}.</p>\n",
+        nav,
+    ]
+    for t in content.tables:
+        parts += [f'<h2 id="{t.key}">{escape(t.title)}</h2>\n', f"<p>{escape(t.description)}</p>\n", commands,
+                  f'<p class="note">{escape(content.totals_line(t))}</p>\n', table_html(t)]
+    if content.plots:
+        parts.append('<h2 id="plots">Plots</h2>\n')
+        for p in content.plots:
+            parts.append(f'<figure><img src="{escape(p.name)}" alt="{escape(p.caption)}">'
+                         f"<figcaption>{escape(p.caption)}</figcaption></figure>\n")
+    if content.notes:
+        parts.append("<h2>Notes</h2>\n<ul>" + "".join(f"<li>{escape(n)}</li>" for n in content.notes) + "</ul>\n")
+    parts.append("</body>\n</html>\n")
+    return "".join(parts)

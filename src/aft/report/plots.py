@@ -1,0 +1,308 @@
+"""The report's figures, rendered with matplotlib's Agg canvas (no display, no global pyplot state).
+
+Each function returns a list of `Plot` (file name, caption, PNG bytes) and appends one line to
+`notes` for every figure it had to skip because the records lack its data.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aft.report.aggregate import (
+    PROBE,
+    STL,
+    Group,
+    Headline,
+    RecordIndex,
+    Setting,
+    mean_se,
+    method_sort_key,
+    teachers_label,
+)
+from aft.report.tables import RHO_STAT_ORDER, TEACHER_PARAMS_KEY
+
+MAX_PANELS = 24
+
+
+@dataclass
+class Plot:
+    """One PNG of the report."""
+
+    name: str
+    caption: str
+    png: bytes
+
+
+def _figure(n_panels: int, ncols: int = 4, size: tuple[float, float] = (4.0, 3.0)) -> tuple[Any, list[Any]]:
+    from matplotlib.figure import Figure
+
+    ncols = max(1, min(ncols, n_panels))
+    nrows = math.ceil(n_panels / ncols)
+    # a fixed layout: constrained/tight layout would double the rendering time of many-panel figures
+    w, h = size[0] * ncols, size[1] * nrows + 0.6
+    fig = Figure(figsize=(w, h), dpi=90)
+    fig.subplots_adjust(left=0.9 / w if ncols > 1 else 0.2, right=1 - 0.2 / w, bottom=0.7 / h, top=1 - 0.75 / h,
+                        wspace=0.3, hspace=0.55)
+    axes = [fig.add_subplot(nrows, ncols, i + 1) for i in range(n_panels)]
+    return fig, axes
+
+
+def _png(fig: Any) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def slug(*parts: str) -> str:
+    """A file-name-safe slug of the parts (``fashion-mnist`` -> ``fashion-mnist``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", "_".join(parts)).strip("_") or "x"
+
+
+#: fixed colours so a method looks the same in every figure
+COLORS = {"none": "#333333", "probe": "#888888", "aft": "#d62728", "kd": "#2ca02c", "rkd": "#1f77b4",
+          "ft": "#ff7f0e", "btuning": "#9467bd", "kkd": "#8c564b"}
+SPARE_COLORS = ("#e377c2", "#17becf", "#bcbd22", "#7f7f7f", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896")
+
+
+def _color(method: str) -> str:
+    if method in COLORS:
+        return COLORS[method]
+    return SPARE_COLORS[sum(method.encode()) % len(SPARE_COLORS)]
+
+
+def normalized_error_plot(h: Headline, notes: list[str]) -> list[Plot]:
+    """Bars of the average normalized error per (method, teacher set) with SE error bars."""
+    if not h.rows:
+        notes.append("normalized-error plot skipped: no normalized errors (needs STL and method results)")
+        return []
+    labels = [f"{r.method} [{teachers_label(r.teachers)}]" for r in h.rows]
+    fig, (ax,) = _figure(1, size=(8.0, 0.4 * len(h.rows) + 1.2))
+    fig.subplots_adjust(left=min(0.6, (0.085 * max(len(s) for s in labels) + 0.3) / 8.0), right=0.97)
+    ys = list(range(len(h.rows)))[::-1]
+    ax.barh(ys, [r.average.mean for r in h.rows], xerr=[r.average.se or 0.0 for r in h.rows],
+            color=[_color(r.method) for r in h.rows], capsize=3)
+    ax.axvline(1.0, color="black", linestyle="--", linewidth=1, label="STL")
+    ax.set_yticks(ys, labels)
+    ax.set_xlabel("test error ÷ STL test error (lower is better)")
+    ax.set_title(f"Normalized error, average over {len(h.groups)} setting(s)")
+    ax.legend(loc="lower right")
+    return [Plot("normalized_error.png", "Average normalized test error per method (± SE); dashed: STL = 1.",
+                 _png(fig))]
+
+
+def _panel_settings(index: RecordIndex, settings: set[Setting]) -> dict[tuple[str, str], list[Setting]]:
+    by_ds: dict[tuple[str, str], list[Setting]] = defaultdict(list)
+    for s in sorted(settings, key=lambda s: (s.group, len(s.teachers), s.teachers)):
+        by_ds[(s.group.suite, s.group.dataset)].append(s)
+    return by_ds
+
+
+def _stl_val(index: RecordIndex, group: Group) -> float | None:
+    vals = [r.val_acc for r in index.final if r.method == STL and Group(
+        r.suite, r.dataset, r.student, r.train_size, r.views) == group]
+    return math.fsum(vals) / len(vals) if vals else None
+
+
+def beta_curve_plots(index: RecordIndex, notes: list[str]) -> list[Plot]:
+    """Validation accuracy vs beta (log x) per method, one panel per setting, one PNG per dataset."""
+    data: dict[Setting, dict[str, dict[float, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for r in index.select:
+        if r.beta > 0:
+            data[Setting.of(r)][r.method][r.beta].append(r.val_acc)
+    if not data:
+        notes.append("beta-curve plots skipped: no select-phase records with beta > 0")
+        return []
+    chosen: dict[tuple[Setting, str], set[float]] = defaultdict(set)
+    for r in index.final:
+        chosen[(Setting.of(r), r.method)].add(r.beta)
+    plots = []
+    for (suite, dataset), settings in _panel_settings(index, set(data)).items():
+        if len(settings) > MAX_PANELS:
+            notes.append(f"beta curves for {dataset}: {len(settings) - MAX_PANELS} setting(s) beyond "
+                         f"{MAX_PANELS} panels not drawn")
+            settings = settings[:MAX_PANELS]
+        fig, axes = _figure(len(settings))
+        for ax, s in zip(axes, settings, strict=True):
+            for method in sorted(data[s], key=method_sort_key):
+                betas = sorted(data[s][method])
+                stats = [mean_se(data[s][method][b]) for b in betas]
+                ax.errorbar(betas, [st.mean * 100 for st in stats], yerr=[(st.se or 0.0) * 100 for st in stats],
+                            marker="o", markersize=3, capsize=2, label=method, color=_color(method))
+                for b in chosen.get((s, method), set()) & set(betas):
+                    ax.plot([b], [stats[betas.index(b)].mean * 100], marker="*", markersize=11,
+                            color=_color(method), markeredgecolor="black")
+            stl = _stl_val(index, s.group)
+            if stl is not None:
+                ax.axhline(stl * 100, color="black", linestyle="--", linewidth=1, label="STL (final val)")
+            ax.set_xscale("log")
+            ax.set_xlabel("β")
+            ax.set_ylabel("validation accuracy (%)")
+            ax.set_title(f"{s.group.student} {s.group.size_label()} [{s.teachers_label()}]", fontsize=9)
+            ax.legend(fontsize=7)
+        fig.suptitle(f"{dataset}: validation accuracy vs β (★ = selected β)")
+        plots.append(Plot(f"beta_{slug(suite, dataset)}.png",
+                          f"{dataset}: validation accuracy vs β per method (select phase; ★ selected β; "
+                          "dashed: STL's validation accuracy).", _png(fig)))
+    return plots
+
+
+def learning_curve_plots(index: RecordIndex, notes: list[str]) -> list[Plot]:
+    """Validation accuracy vs step for one seed (the lowest with a curve) per method and setting."""
+    first: dict[tuple[Setting, str], Any] = {}
+    for r in sorted(index.final, key=lambda r: r.seed):
+        if r.curve and any("step" in p and "val_acc" in p for p in r.curve):
+            first.setdefault((Setting.of(r), r.method), r)
+    if not first:
+        notes.append("learning-curve plots skipped: no final record has a `curve`")
+        return []
+    panels = {s for s, m in first if s.teachers or not any(
+        t.group == s.group and t.teachers for t, _ in first)}
+    plots = []
+    for (suite, dataset), settings in _panel_settings(index, panels).items():
+        if len(settings) > MAX_PANELS:
+            notes.append(f"learning curves for {dataset}: {len(settings) - MAX_PANELS} setting(s) not drawn")
+            settings = settings[:MAX_PANELS]
+        fig, axes = _figure(len(settings))
+        for ax, s in zip(axes, settings, strict=True):
+            runs = [(m, r) for (t, m), r in first.items() if t == s or (m == STL and t == Setting(s.group, ()))]
+            for method, r in sorted(runs, key=lambda x: method_sort_key(x[0])):
+                pts = [p for p in r.curve if "step" in p and "val_acc" in p]
+                ax.plot([p["step"] for p in pts], [p["val_acc"] * 100 for p in pts],
+                        label=f"{method} (seed {r.seed})", color=_color(method),
+                        linestyle="--" if method == STL else "-")
+            ax.set_xlabel("step")
+            ax.set_ylabel("validation accuracy (%)")
+            ax.set_title(f"{s.group.student} {s.group.size_label()} [{s.teachers_label()}]", fontsize=9)
+            ax.legend(fontsize=7)
+        fig.suptitle(f"{dataset}: learning curves (one seed per method)")
+        plots.append(Plot(f"curves_{slug(suite, dataset)}.png",
+                          f"{dataset}: validation accuracy vs training step, one seed per method.", _png(fig)))
+    return plots
+
+
+def rho_plot(index: RecordIndex, notes: list[str]) -> list[Plot]:
+    """Box plots of each rho statistic per teacher, over seeds and settings."""
+    values: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in index.final:
+        for teacher, summary in r.rho.items():
+            # a teacher alone and the same teacher inside a concatenation are different distributions
+            key = teacher if len(r.teachers) < 2 else f"{teacher}\n(in {teachers_label(r.teachers)})"
+            for stat, v in summary.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+                    values[stat][key].append(float(v))
+    if not values:
+        notes.append("ρ plot skipped: no final record has a `rho` entry")
+        return []
+    stats = [s for s in RHO_STAT_ORDER if s in values] + sorted(set(values) - set(RHO_STAT_ORDER))
+    n_boxes = max(len(v) for v in values.values())
+    fig, axes = _figure(len(stats), ncols=3 if n_boxes <= 4 else 1, size=(max(4.0, 1.1 * n_boxes), 3.2))
+    for ax, stat in zip(axes, stats, strict=True):
+        teachers = sorted(values[stat])
+        ax.boxplot([values[stat][t] for t in teachers])
+        ax.set_xticks(range(1, len(teachers) + 1), teachers)
+        ax.set_title(f"ρ {stat}")
+        ax.tick_params(axis="x", labelsize=7)
+    fig.suptitle("Learned ρ per teacher (all final records with ρ)")
+    return [Plot("rho.png", "Distribution of the learned ρ summaries per teacher (over seeds and settings; a teacher "
+                 "inside a concatenation is shown separately).",
+                 _png(fig))]
+
+
+def _primary_teachers(index: RecordIndex, group: Group) -> tuple[str, ...]:
+    count: dict[tuple[str, ...], int] = defaultdict(int)
+    for s, _m in index.pairs():
+        if s.group == group and s.teachers:
+            count[s.teachers] += 1
+    if not count:
+        return ()
+    return min(count, key=lambda ts: (-count[ts], len(ts), ts))
+
+
+def acc_vs_params_plot(index: RecordIndex, notes: list[str]) -> list[Plot]:
+    """Test accuracy vs parameter count (log x): students per method, teachers' probes as references."""
+    panels = sorted({(g.suite, g.dataset, g.train_size, g.views) for g in index.student_groups()})
+    panels = [p for p in panels if any(r.student_params for r in index.final if r.method != PROBE and (
+        r.suite, r.dataset, r.train_size, r.views) == p)]
+    if not panels:
+        notes.append("accuracy-vs-params plot skipped: no final student record has student_params")
+        return []
+    panels = panels[:MAX_PANELS]
+    fig, axes = _figure(len(panels), ncols=2, size=(5.5, 4.0))
+    for ax, (suite, dataset, n, views) in zip(axes, panels, strict=True):
+        seen: set[str] = set()
+        student_marks: list[tuple[float, str]] = []
+        groups = [g for g in index.student_groups() if (g.suite, g.dataset, g.train_size, g.views)
+                  == (suite, dataset, n, views)]
+        for g in groups:
+            ts = _primary_teachers(index, g)
+            params = [r.student_params for r in index.final if r.student == g.student and r.dataset == dataset
+                      and r.student_params]
+            if not params:
+                continue
+            x = max(set(params), key=params.count)
+            methods = sorted({m for s, m in index.pairs() if s.group == g and m != PROBE and s.teachers in ((), ts)},
+                             key=method_sort_key)
+            for i, m in enumerate(methods):
+                st = index.acc(Setting(g, () if m == STL else ts), m)
+                if st is None:
+                    continue
+                xj = x * 10 ** (0.02 * (i - (len(methods) - 1) / 2))
+                ax.errorbar([xj], [st.mean * 100], yerr=[(st.se or 0.0) * 100], marker="o", capsize=2,
+                            color=_color(m), label=m if m not in seen else None)
+                seen.add(m)
+            student_marks.append((x, g.student + (f" [{teachers_label(ts)}]" if ts else "")))
+        if groups:
+            for ts in index.probe_teacher_sets(groups[0]):
+                ps = index.probe_setting(groups[0], ts)
+                recs = [r for r in index.final if r.method == PROBE and ps is not None and Setting.of(r) == ps]
+                tps = [int(r.extra[TEACHER_PARAMS_KEY]) if isinstance(r.extra.get(TEACHER_PARAMS_KEY), (int, float))
+                       else r.student_params for r in recs]
+                st = index.probe_acc(groups[0], ts)
+                if st is None or not any(tps):
+                    continue
+                x = max(set(tps), key=tps.count)
+                ax.errorbar([x], [st.mean * 100], yerr=[(st.se or 0.0) * 100], marker="s", color="gray", capsize=2,
+                            label="teacher probe" if "probe" not in seen else None)
+                seen.add("probe")
+                ax.annotate(teachers_label(ts), (x, st.mean * 100), fontsize=7, xytext=(4, 4),
+                            textcoords="offset points")
+        ax.set_xscale("log")
+        ax.margins(x=0.12)
+        for x, label in student_marks:
+            ax.annotate(label, (x, ax.get_ylim()[0]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel("parameters (log)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(f"{dataset} n={n}" + (f", views={views}" if views != 1 else ""), fontsize=9)
+        ax.legend(fontsize=7)
+    fig.suptitle("Test accuracy vs model size (students: main teacher set; squares: teacher linear probes)")
+    return [Plot("acc_vs_params.png", "Test accuracy vs parameter count: students (per method, with the setting's "
+                 "main teacher set) and the teachers' linear probes as references.", _png(fig))]
+
+
+def all_plots(index: RecordIndex, h: Headline, notes: list[str]) -> list[Plot]:
+    """Every figure of the report (skipped ones leave a note)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        notes.append("plots skipped: matplotlib is not installed (pip install 'aft[report]')")
+        return []
+    builders: Sequence = (
+        lambda: normalized_error_plot(h, notes),
+        lambda: beta_curve_plots(index, notes),
+        lambda: learning_curve_plots(index, notes),
+        lambda: rho_plot(index, notes),
+        lambda: acc_vs_params_plot(index, notes),
+    )
+    out: list[Plot] = []
+    for build in builders:
+        out.extend(build())
+    return out

@@ -1,0 +1,549 @@
+"""The one training loop every transfer method uses: ``loss = CE + beta * regularizer(phi, psi)``.
+
+The method is data (a registry name + options), never control flow. The loop owns batching
+(reshuffled every epoch from ``(seed, epoch)``), the per-step schedule, the global-batch gather
+under data parallelism, validation-based selection, checkpoints, and the run folder outputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import logging
+import math
+import shutil
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from torch import nn
+
+from aft.data.split import DatasetSplit
+from aft.errors import CheckpointError, ConfigError, DataError, OutputExistsError
+from aft.regularizers.base import REGULARIZERS, PrepareContext, Regularizer
+from aft.students.base import Student, build_student
+from aft.students.io import save_student, state_for_safetensors
+from aft.students.module import ModuleStudent
+from aft.training import distributed as D
+from aft.training.atomic import atomic_write_bytes, atomic_write_json, atomic_write_with
+from aft.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from aft.training.config import TrainConfig
+from aft.training.data import carve_validation, check_features_cover, load_named_split, subsample
+from aft.training.schedule import lr_factor
+
+logger = logging.getLogger(__name__)
+
+#: files and folders a run writes (the only things ``overwrite`` removes)
+RUN_OUTPUTS = ("config.yaml", "metrics.jsonl", "result.json", "student.safetensors", "student.json",
+               "regularizer.safetensors", "checkpoints", "tensorboard")
+
+StepHook = Callable[[int, dict[str, float]], None]
+
+
+@dataclass
+class TrainResult:
+    """What a run produced.
+
+    Attributes:
+        run_dir: output folder (None when ``config.output`` is None).
+        val_accuracy: validation accuracy of the selected weights (None without a validation split).
+        test_accuracy: test accuracy, evaluated once at the end (None without a test split).
+        steps: optimizer steps taken in total.
+        selected_step: the step whose weights were kept (``select: best``) or the last step.
+        wall_time_s: seconds spent in this call.
+        student_params: number of student parameters.
+        rho_summary: per teacher, statistics of the learned importance weights (AFT's rho).
+        student: the trained student (selected weights, eval mode).
+        regularizer: the trained regularizer.
+    """
+
+    run_dir: Path | None
+    val_accuracy: float | None
+    test_accuracy: float | None
+    steps: int
+    selected_step: int
+    wall_time_s: float
+    student_params: int
+    rho_summary: dict[str, dict[str, float]] | None
+    student: Student
+    regularizer: Regularizer
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "val_accuracy": self.val_accuracy,
+            "test_accuracy": self.test_accuracy,
+            "steps": self.steps,
+            "selected_step": self.selected_step,
+            "wall_time_s": self.wall_time_s,
+            "student_params": self.student_params,
+            "rho_summary": self.rho_summary,
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+def resolve_device(name: str, info: D.DistInfo | None = None) -> torch.device:
+    """``auto`` -> cuda, then mps, then cpu; CUDA ranks use their local GPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            name = "cuda"
+        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            name = "mps"
+        else:
+            name = "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("device 'cuda' requested but CUDA is not available; use --device cpu or auto")
+        return torch.device("cuda", info.local_rank if info else 0)
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError("device 'mps' requested but MPS is not available; use --device cpu or auto")
+    return torch.device(name)
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The sample order of `epoch`: a pure function of ``(seed, epoch)`` (so resume needs no RNG state)."""
+    g = torch.Generator().manual_seed((int(seed) * 1_000_003 + int(epoch) * 7_919 + 17) % (2**63 - 1))
+    return torch.randperm(n, generator=g)
+
+
+def rho_summary(importance: torch.Tensor | None, column_ranges: dict[str, tuple[int, int]]) -> dict[str, dict[str, float]] | None:
+    """Per teacher: mean/min/max of rho and its share of the total weight."""
+    if importance is None or importance.numel() == 0:
+        return None
+    rho = importance.detach().float().cpu().flatten()
+    ranges = column_ranges or {"teacher": (0, rho.numel())}
+    total = float(rho.sum()) or 1.0
+    out = {}
+    for name, (a, b) in ranges.items():
+        part = rho[a:b]
+        if part.numel() == 0 or b > rho.numel():
+            continue
+        out[name] = {"mean": float(part.mean()), "min": float(part.min()), "max": float(part.max()),
+                     "share": float(part.sum()) / total, "dims": int(part.numel())}
+    return out or None
+
+
+def _method_kwargs(cls: type[Regularizer], cfg: TrainConfig) -> dict[str, Any]:
+    opts = dict(cfg.method_options)
+    if "prior_lr" in inspect.signature(cls.__init__).parameters:
+        opts.setdefault("prior_lr", cfg.prior_lr)
+    return opts
+
+
+def _prepare_output(cfg: TrainConfig, info: D.DistInfo) -> tuple[Path | None, bool]:
+    """Check/clear the run folder; returns (run_dir, resuming_from_checkpoint)."""
+    if cfg.output is None:
+        if cfg.resume:
+            raise ConfigError("resume needs an output folder holding checkpoints; set `output`")
+        return None, False
+    run = Path(cfg.output)
+    ckpt = run / "checkpoints"
+    has_ckpt = (ckpt / "checkpoint.pt").exists() or (ckpt / "checkpoint.prev.pt").exists()
+    non_empty = run.exists() and any(run.iterdir())
+    if cfg.resume:
+        if not has_ckpt:
+            if non_empty and not cfg.overwrite:
+                raise CheckpointError(f"{str(run)!r} holds no checkpoint to resume from; use --overwrite to start over")
+            logger.warning("no checkpoint in %s; starting from scratch", run)
+        return run, has_ckpt
+    if non_empty:
+        if not cfg.overwrite:
+            raise OutputExistsError(f"output folder {str(run)!r} exists; pass --overwrite to replace it or --resume")
+        if info.is_main:
+            for name in RUN_OUTPUTS:
+                p = run / name
+                if p.is_dir():
+                    shutil.rmtree(p)
+                elif p.exists():
+                    p.unlink()
+    D.barrier(info)
+    return run, False
+
+
+def _log_jsonl(path: Path | None, record: dict[str, Any]) -> None:
+    if path is None:
+        return
+    with open(path, "a") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
+class _Evaluator:
+    """Accuracy and mean CE of a student on a preprocessed split (sharded over ranks, summed)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, device: torch.device,
+                 autocast: Callable[[], Any], info: D.DistInfo) -> None:
+        self.x, self.y, self.bs, self.device, self.autocast, self.info = x, y, batch_size, device, autocast, info
+
+    @torch.no_grad()
+    def __call__(self, student: nn.Module) -> tuple[float, float]:
+        was = student.training
+        student.eval()
+        correct, loss_sum = 0.0, 0.0
+        idx = torch.arange(self.info.rank, len(self.y), self.info.world_size)
+        for s in range(0, len(idx), self.bs):
+            b = idx[s : s + self.bs]
+            with self.autocast():
+                logits, _ = student(self.x[b].to(self.device))
+            logits = logits.float()
+            yb = self.y[b].to(self.device)
+            correct += float((logits.argmax(1) == yb).sum())
+            loss_sum += float(F.cross_entropy(logits, yb, reduction="sum"))
+        student.train(was)
+        correct, loss_sum = D.all_reduce_sum([correct, loss_sum], self.info, self.device)
+        n = max(1, len(self.y))
+        return correct / n, loss_sum / n
+
+
+def _preprocess(student: Student, split: DatasetSplit, chunk: int = 4096) -> torch.Tensor:
+    parts = [student.preprocess(split.inputs[i : i + chunk]) for i in range(0, len(split), chunk)]
+    return torch.cat(parts, dim=0) if parts else torch.empty(0)
+
+
+# ---------------------------------------------------------------------------------------------
+def train(
+    config: TrainConfig,
+    *,
+    features: Any = None,
+    train_split: DatasetSplit | None = None,
+    test_split: DatasetSplit | None = None,
+    student_module: nn.Module | None = None,
+    on_step: StepHook | None = None,
+) -> TrainResult:
+    """Train a student with ``CE + beta * method(phi, psi)`` and write the run folder.
+
+    Args:
+        config: the run's settings (validated here).
+        features: a `TeacherFeatureSource` for the training split; default: opened from
+            ``config.feature_store`` / ``config.teachers`` with `aft.features.open_features`.
+        train_split: training data (default: ``aft.data.load_split(config.dataset, config.train_split)``).
+            A validation split of ``config.val_fraction`` is carved from it (seeded).
+        test_split: evaluated once at the end (default: loaded from ``config.test_split``).
+        student_module: a user ``nn.Module`` returning ``(logits, features)`` (student ``module``).
+        on_step: ``hook(step, metrics)`` called after every optimizer step (after checkpointing).
+
+    Returns:
+        a `TrainResult`; the run folder holds student.safetensors + student.json,
+        regularizer.safetensors, config.yaml, metrics.jsonl and result.json.
+
+    Example:
+        >>> from aft.training import TrainConfig, train
+        >>> result = train(TrainConfig(dataset="digits", student="cnn-small", method="aft",
+        ...                            teachers=["efficientnet-b0"], feature_store="features/",
+        ...                            steps=200, output="runs/digits-aft"))  # doctest: +SKIP
+    """
+    t0 = time.perf_counter()
+    cfg = dataclasses.replace(config).validate()
+    reg_cls = REGULARIZERS.get(cfg.method)  # unknown method -> lists valid ones
+    if cfg.select == "best" and cfg.val_fraction <= 0:
+        raise ConfigError("select: best needs a validation split; set val_fraction > 0")
+    device_name = cfg.device
+    if device_name == "auto":
+        device_name = resolve_device("auto").type
+    info = D.init_from_env(device_name)
+    device = resolve_device(device_name, info)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+
+    # --- data (errors before anything is written) -------------------------------------------
+    train_full = train_split if train_split is not None else load_named_split(cfg.dataset, cfg.train_split)
+    train_full = subsample(train_full, cfg.train_limit, cfg.seed)
+    if len(train_full) == 0:
+        raise DataError(f"training split {train_full.dataset}/{train_full.split} is empty; check the dataset")
+    if test_split is None and train_split is None and cfg.test_split:
+        test_split = load_named_split(cfg.dataset, cfg.test_split)
+    if test_split is not None:
+        test_split = subsample(test_split, cfg.test_limit, cfg.seed)
+        if test_split.class_names != train_full.class_names:
+            raise DataError("test split class names differ from the training split's; use splits of one dataset")
+    tr, val = carve_validation(train_full, cfg.val_fraction, cfg.seed)
+    if len(tr) == 0:
+        raise DataError("no training samples left after carving the validation split; lower val_fraction")
+    num_classes = train_full.num_classes
+    labels = torch.as_tensor(np.asarray(tr.labels), dtype=torch.long)
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise DataError(f"label {int(labels.max())} outside [0, {num_classes - 1}]; fix the dataset labels")
+
+    # --- teacher features --------------------------------------------------------------------
+    if reg_cls.uses_teacher:
+        if features is None:
+            if not cfg.feature_store or not cfg.teachers:
+                raise ConfigError(f"method {cfg.method!r} needs teacher features: set feature_store and teachers "
+                                  "(or use method: none)")
+            from aft.features import open_features  # type: ignore[attr-defined]
+
+            features = open_features(cfg.feature_store, cfg.teachers, train_full)
+        elif cfg.teachers:
+            have = set(getattr(features, "column_ranges", {}))
+            missing = [t for t in cfg.teachers if t not in have]
+            if missing:
+                raise ConfigError(f"teacher {missing[0]!r} not in the given features; available: {', '.join(sorted(have))}")
+        check_features_cover(features, tr.ids)
+        teacher_dim = int(features.dim)
+        column_ranges = dict(getattr(features, "column_ranges", {}) or {})
+    else:
+        teacher_dim, column_ranges = 0, {}
+
+    # --- output folder -----------------------------------------------------------------------
+    run_dir, resuming = _prepare_output(cfg, info)
+
+    # --- student + regularizer (seeded) -------------------------------------------------------
+    torch.manual_seed(cfg.seed)
+    if student_module is not None:
+        student: Student = ModuleStudent(num_classes, student_module)
+    elif cfg.student == "module":
+        raise ConfigError("student 'module' is only available from Python: train(config, student_module=net)")
+    else:
+        student = build_student(cfg.student, num_classes, **cfg.student_options)
+    if student.modality not in ("any", tr.modality):
+        raise ConfigError(f"student {cfg.student!r} takes {student.modality} inputs but {tr.dataset} is {tr.modality}")
+    student.class_names = list(train_full.class_names)
+    x_tr = _preprocess(student, tr)
+    x_val = _preprocess(student, val) if val is not None else None
+    x_te = _preprocess(student, test_split) if test_split is not None else None
+    student.discover_feature_dim(x_tr[:2])
+    reg = reg_cls(student.feature_dim, teacher_dim, **_method_kwargs(reg_cls, cfg))
+    if reg_cls.needs_prepare:
+        psi_all = torch.from_numpy(np.asarray(features.get(tr.ids), dtype=np.float32))
+        reg.prepare(PrepareContext(psi_all, labels, num_classes, column_ranges))
+        del psi_all
+    student.to(device)
+    reg.to(device)
+
+    model: nn.Module = student
+    if info.enabled:
+        model = nn.parallel.DistributedDataParallel(
+            student, device_ids=[device.index] if device.type == "cuda" else None)
+
+    reg_params = [p for p in reg.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in student.parameters() if p.requires_grad], "lr": cfg.lr,
+               "weight_decay": cfg.weight_decay, "name": "student"}]
+    groups += reg.param_groups(cfg.lr, cfg.weight_decay)
+    opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    optimizer = opt_cls(groups, lr=cfg.lr)
+    for g in optimizer.param_groups:
+        g["base_lr"] = g["lr"]
+
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
+    use_amp = amp_dtype is not None and device.type in ("cuda", "mps")
+    if amp_dtype is not None and not use_amp:
+        logger.warning("precision %s ignored on %s; training in fp32", cfg.precision, device.type)
+
+    def autocast() -> Any:
+        return torch.autocast(device.type, dtype=amp_dtype) if use_amp else nullcontext()
+
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
+
+    # --- batching ----------------------------------------------------------------------------
+    n = len(tr)
+    global_bs = min(cfg.batch_size, n)
+    global_bs -= global_bs % info.world_size
+    if global_bs < 1:
+        raise DataError(f"{n} training samples cannot be split over {info.world_size} processes")
+    if cfg.batch_size % info.world_size:
+        raise ConfigError(f"batch_size {cfg.batch_size} must be divisible by the {info.world_size} processes")
+    local_bs = global_bs // info.world_size
+    steps_per_epoch = n // global_bs  # the incomplete last batch is dropped: equal shards, full kernels
+    if cfg.steps is not None:
+        total_steps = cfg.steps
+    elif cfg.epochs is not None:
+        total_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    else:
+        total_steps = 5000
+
+    ids_tr = tr.ids
+    evaluator_val = _Evaluator(x_val, torch.as_tensor(val.labels, dtype=torch.long), cfg.eval_batch_size, device,
+                               autocast, info) if val is not None and x_val is not None else None
+
+    # --- state / resume ----------------------------------------------------------------------
+    start_step = 0
+    best_acc, best_step = -1.0, -1
+    best_state: dict[str, Any] | None = None
+    ckpt_dir = run_dir / "checkpoints" if run_dir is not None else None
+    if resuming and ckpt_dir is not None:
+        state = load_checkpoint(ckpt_dir)
+        if state.get("config_hash") != _config_hash(cfg):
+            raise CheckpointError("the checkpoint was written with a different config; resume with the same settings")
+        student.load_state_dict(state["student"])
+        reg.load_state_dict(state["regularizer"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        start_step = int(state["step"])
+        best_acc, best_step = float(state["best_acc"]), int(state["best_step"])
+        best_state = state.get("best")
+        logger.info("resumed from step %d", start_step)
+    metrics_path = run_dir / "metrics.jsonl" if (run_dir is not None and info.is_main) else None
+    if run_dir is not None and info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cfg.save(run_dir / "config.yaml")
+        if metrics_path is not None and metrics_path.exists():
+            _truncate_metrics(metrics_path, start_step if resuming else 0)
+    writer = _tensorboard(run_dir, cfg) if info.is_main else None
+
+    # --- loop --------------------------------------------------------------------------------
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total_steps, initial=start_step, disable=not (cfg.progress and info.is_main),
+               desc=f"{cfg.method}", dynamic_ncols=True)
+    history: list[dict[str, Any]] = []
+    model.train()
+    perm_epoch, perm = -1, torch.empty(0, dtype=torch.long)
+    val_acc: float | None = None
+    last: dict[str, float] = {}
+    for step in range(start_step, total_steps):
+        epoch, pos = divmod(step, steps_per_epoch)
+        if epoch != perm_epoch:
+            perm, perm_epoch = epoch_permutation(n, cfg.seed, epoch), epoch
+        gidx = perm[pos * global_bs : (pos + 1) * global_bs]
+        lidx = gidx[info.rank * local_bs : (info.rank + 1) * local_bs]
+        xb = x_tr[lidx].to(device, non_blocking=True)
+        yb = labels[lidx].to(device)
+        with autocast():
+            logits, phi = model(xb)
+        task = F.cross_entropy(logits.float(), yb)
+        # the regularizer sees the GLOBAL batch in float32: phi gathered with gradient; psi and
+        # labels of the global batch are read locally (no communication)
+        phi_g = D.gather_with_grad(phi.float(), info)
+        psi_g = (torch.from_numpy(np.asarray(features.get([ids_tr[i] for i in gidx.tolist()]), dtype=np.float32))
+                 .to(device) if reg_cls.uses_teacher else None)
+        y_g = labels[gidx].to(device) if info.enabled else yb
+        log_now = (step + 1) % cfg.log_every == 0 or step + 1 == total_steps
+        with torch.autocast(device.type, enabled=False) if use_amp else nullcontext():
+            if log_now:
+                out = reg.compute(phi_g, psi_g, y_g)
+                reg_loss, reg_metrics = out.loss, out.metrics
+            else:
+                reg_loss, reg_metrics = reg.loss_term(phi_g, psi_g, y_g), {}
+        loss = task + cfg.beta * reg_loss
+        factor = lr_factor(step, total_steps, cfg.warmup_steps, cfg.schedule)
+        for g in optimizer.param_groups:
+            g["lr"] = g["base_lr"] * factor
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        D.average_gradients(reg_params, info)
+        if cfg.grad_clip:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], cfg.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+
+        done = step + 1
+        record: dict[str, Any] = {}
+        if log_now:
+            record = {"step": done, "epoch": epoch, "loss": float(loss.detach()), "task_loss": float(task.detach()),
+                      "reg_loss": float(reg_loss.detach()), "lr": optimizer.param_groups[0]["lr"]}
+            record.update({f"reg/{k}": v for k, v in reg_metrics.items()})
+            if len(optimizer.param_groups) > 1:
+                record["lr_reg"] = optimizer.param_groups[1]["lr"]
+        if evaluator_val is not None and ((cfg.eval_every and done % cfg.eval_every == 0) or done == total_steps):
+            val_acc, val_loss = evaluator_val(student)
+            record.update({"step": done, "val_accuracy": val_acc, "val_loss": val_loss})
+            if cfg.select == "best" and val_acc > best_acc:
+                best_acc, best_step = val_acc, done
+                best_state = {"student": _cpu_state(student), "regularizer": _cpu_state(reg)}
+        if record:
+            last = record
+            history.append(record)
+            _log_jsonl(metrics_path, record)
+            if writer is not None:
+                for k, v in record.items():
+                    if k != "step" and isinstance(v, (int, float)):
+                        writer.add_scalar(k, v, done)
+            bar.set_postfix({k: f"{v:.4g}" for k, v in record.items()
+                             if k in ("loss", "task_loss", "reg_loss", "val_accuracy")}, refresh=False)
+        bar.update(1)
+        if ckpt_dir is not None and cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and info.is_main:
+            save_checkpoint(ckpt_dir, {
+                "step": done, "student": _cpu_state(student), "regularizer": _cpu_state(reg),
+                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state(),
+                "best_acc": best_acc, "best_step": best_step, "best": best_state, "config_hash": _config_hash(cfg),
+            })
+        if on_step is not None:
+            on_step(done, record)
+    bar.close()
+    if writer is not None:
+        writer.close()
+
+    # --- selection, test (once), outputs -----------------------------------------------------
+    selected_step = total_steps
+    if cfg.select == "best" and best_state is not None:
+        student.load_state_dict(best_state["student"])
+        reg.load_state_dict(best_state["regularizer"])
+        selected_step, val_acc = best_step, best_acc
+    elif evaluator_val is not None and val_acc is None:
+        val_acc, _ = evaluator_val(student)
+    test_acc = None
+    if x_te is not None and test_split is not None:
+        ev = _Evaluator(x_te, torch.as_tensor(test_split.labels, dtype=torch.long), cfg.eval_batch_size, device,
+                        autocast, info)
+        test_acc, _ = ev(student)
+    student.eval()
+    result = TrainResult(
+        run_dir=run_dir, val_accuracy=val_acc, test_accuracy=test_acc, steps=total_steps,
+        selected_step=selected_step, wall_time_s=time.perf_counter() - t0,
+        student_params=student.num_parameters(), rho_summary=rho_summary(reg.importance(), column_ranges),
+        student=student, regularizer=reg, history=history,
+    )
+    if run_dir is not None and info.is_main:
+        save_student(student, run_dir, extra={"method": cfg.method, "dataset": tr.dataset})
+        reg_state = state_for_safetensors(reg)
+        atomic_write_with(run_dir / "regularizer.safetensors",
+                          lambda p: save_file(reg_state, str(p), metadata={"method": cfg.method,
+                                                                           "column_ranges": json.dumps(column_ranges)}))
+        summary = result.to_json()
+        summary.update({"method": cfg.method, "student": cfg.student, "dataset": tr.dataset, "beta": cfg.beta,
+                        "train_size": len(tr), "val_size": len(val) if val is not None else 0,
+                        "test_size": len(test_split) if test_split is not None else 0,
+                        "world_size": info.world_size, "device": str(device), "last_metrics": last})
+        atomic_write_json(run_dir / "result.json", summary)
+        _log_jsonl(metrics_path, {"step": total_steps, "final": True, "val_accuracy": val_acc, "test_accuracy": test_acc})
+    D.barrier(info)
+    return result
+
+
+def _truncate_metrics(path: Path, keep_until: int) -> None:
+    """Drop records written after the checkpoint we resume from (a fresh run keeps none)."""
+    kept = []
+    if keep_until > 0:
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if int(rec.get("step", 0)) <= keep_until and not rec.get("final"):
+                kept.append(line)
+    atomic_write_bytes(path, "".join(k + "\n" for k in kept).encode())
+
+
+def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu").clone() for k, v in module.state_dict().items()}
+
+
+def _config_hash(cfg: TrainConfig) -> str:
+    import hashlib
+
+    d = cfg.to_dict()
+    for k in ("resume", "overwrite", "progress", "tensorboard", "log_every", "checkpoint_every", "device"):
+        d.pop(k, None)
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _tensorboard(run_dir: Path | None, cfg: TrainConfig) -> Any:
+    if run_dir is None or not cfg.tensorboard:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"))
+
+
+__all__ = ["TrainResult", "epoch_permutation", "resolve_device", "rho_summary", "train"]
