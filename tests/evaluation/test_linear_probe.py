@@ -38,7 +38,7 @@ def test_selects_C_by_validation_accuracy_and_predicts() -> None:
     probe = fit_linear_probe(x, y, xv, yv, Cs=(1e-4, 1.0))
     assert set(probe.val_accuracies) == {1e-4, 1.0}
     assert probe.val_accuracy == max(probe.val_accuracies.values())
-    assert probe.C == min(c for c, a in probe.val_accuracies.items() if a == probe.val_accuracy)
+    assert min(c for c, a in probe.val_accuracies.items() if a == probe.val_accuracy) == probe.C
     assert probe.val_accuracy > 0.8 and probe.accuracy(xv, yv) == pytest.approx(probe.val_accuracy)
     assert probe.predict(xv).dtype == torch.int64
 

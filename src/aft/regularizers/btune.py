@@ -15,7 +15,8 @@ batch and classes of (head(phi) - psi @ target_weights)^2.
 
 The trainer must: build, call ``prepare(PrepareContext(train_teacher_features, train_labels,
 num_classes, column_ranges))`` BEFORE ``param_groups`` (the head is sized by num_classes) and
-before ``load_state_dict`` on resume; then call ``reg(phi, psi)`` as for any method (no labels).
+before building the optimizer (on resume, ``load_state_dict`` of a prepared state also sizes the
+head, so prepare may be skipped then); then call ``reg(phi, psi)`` as for any method (no labels).
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ class BTuning(Regularizer):
 
     def _build(self, num_classes: int) -> None:
         if self.head is None or self.head.out_features != num_classes:
-            self.head = nn.Linear(self.student_dim, num_classes)
+            self.head = nn.Linear(self.student_dim, num_classes, device=self.teacher_scores.device)
 
     def prepare(self, context: PrepareContext) -> None:
         """Score each teacher with LogME, weight them, and store the stacked target map."""
@@ -89,8 +90,6 @@ class BTuning(Regularizer):
         self.teacher_weights = weights.to(device=device, dtype=torch.float32)
         self.target_weights = target.to(device=device, dtype=torch.float32)
         self._build(context.num_classes)
-        assert self.head is not None
-        self.head.to(device)
 
     def target(self, teacher_features: torch.Tensor) -> torch.Tensor:
         """The B-Tuning target for a batch: sum_t w_t * (teacher t's LogME prediction), ``(B, C)``."""

@@ -55,8 +55,10 @@ class ModuleStudent(Student):
         self._preprocess = preprocess or default_preprocess
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits, feats = self.module(x)
-        return logits, feats
+        out = self.module(x)
+        if not (isinstance(out, (tuple, list)) and len(out) == 2):
+            raise ConfigError("student 'module': the module's forward must return (logits, features)")
+        return out[0], out[1]
 
     def preprocess(self, raw_inputs: np.ndarray | Sequence[Any]) -> torch.Tensor:
         return self._preprocess(raw_inputs)

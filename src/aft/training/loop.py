@@ -253,8 +253,8 @@ def train(
         torch.cuda.set_device(device)
 
     # --- data (errors before anything is written) -------------------------------------------
-    train_full = train_split if train_split is not None else load_named_split(cfg.dataset, cfg.train_split)
-    train_full = subsample(train_full, cfg.train_limit, cfg.seed)
+    source_split = train_split if train_split is not None else load_named_split(cfg.dataset, cfg.train_split)
+    train_full = subsample(source_split, cfg.train_limit, cfg.seed)
     if len(train_full) == 0:
         raise DataError(f"training split {train_full.dataset}/{train_full.split} is empty; check the dataset")
     if test_split is None and train_split is None and cfg.test_split:
@@ -279,7 +279,8 @@ def train(
                                   "(or use method: none)")
             from aft.features import open_features  # type: ignore[attr-defined]
 
-            features = open_features(cfg.feature_store, cfg.teachers, train_full)
+            # stores describe the whole named split (its fingerprint), not our subsample
+            features = open_features(cfg.feature_store, cfg.teachers, source_split)
         elif cfg.teachers:
             have = set(getattr(features, "column_ranges", {}))
             missing = [t for t in cfg.teachers if t not in have]

@@ -1,0 +1,108 @@
+"""`aft train`: train a student with a transfer method (one loop for every method).
+
+Settings come from ``--config FILE.yaml``, then ``--set key=value`` overrides, then explicit flags.
+``--nproc N`` relaunches itself under torchrun with N data-parallel processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+#: explicit flags -> config keys (each also settable with --set)
+_FLAGS: list[tuple[str, str, type, str]] = [
+    ("--dataset", "dataset", str, "dataset name (aft.data)"),
+    ("--student", "student", str, "student name: cnn-small, text-cnn, wordllama-bag, minilm, st:<path>, hf:<id>, timm:<name>"),
+    ("--method", "method", str, "transfer method: aft, aft-dense, kd, rkd, ft, btune, none..."),
+    ("--beta", "beta", float, "regularizer weight (>= 0)"),
+    ("--teachers", "teachers", str, "comma-separated teacher names (their features must be extracted)"),
+    ("--features", "feature_store", str, "feature store root folder"),
+    ("--steps", "steps", int, "optimizer steps"),
+    ("--epochs", "epochs", float, "epochs (instead of --steps)"),
+    ("--batch-size", "batch_size", int, "global batch size"),
+    ("--lr", "lr", float, "student learning rate"),
+    ("--seed", "seed", int, "random seed"),
+    ("--train-limit", "train_limit", int, "stratified subsample of the training split"),
+    ("--select", "select", str, "keep the last or the best-validation weights (last|best)"),
+    ("--device", "device", str, "cpu|cuda|mps|auto"),
+    ("--precision", "precision", str, "fp32|bf16|fp16 (autocast on GPU)"),
+    ("--output", "output", str, "run folder"),
+]
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("train", help="train a student with a transfer method",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", "-c", help="YAML config file (TrainConfig keys)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (repeatable; method_options.x=1 for sub-keys)")
+    for flag, key, tp, text in _FLAGS:
+        p.add_argument(flag, dest=f"cfg_{key}", type=tp, default=None, help=text)
+    p.add_argument("--overwrite", action="store_true", default=None, help="replace an existing run folder")
+    p.add_argument("--resume", action="store_true", default=None, help="continue from the run's last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--nproc", type=int, default=1, help="data-parallel processes (launches torchrun)")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.set_defaults(func=handler)
+    return p
+
+
+def resolve(args: argparse.Namespace) -> Any:
+    """The `TrainConfig` from --config, --set and explicit flags (in that order of precedence)."""
+    from aft.training.config import _split_override, load_config
+
+    overrides: dict[str, Any] = {}
+    for text in args.overrides:
+        key, value = _split_override(text)
+        overrides[key] = value
+    for _, key, _, _ in _FLAGS:
+        value = getattr(args, f"cfg_{key}")
+        if value is not None:
+            overrides[key] = value
+    if args.overwrite:
+        overrides["overwrite"] = True
+    if args.resume:
+        overrides["resume"] = True
+    if args.no_progress:
+        overrides["progress"] = False
+    cfg = load_config(args.config, overrides)
+    if cfg.output is None:
+        cfg.output = os.path.join("runs", f"{cfg.dataset or 'data'}-{cfg.method}-{cfg.student}".replace(":", "_").replace("/", "_"))
+    return cfg
+
+
+def handler(args: argparse.Namespace) -> int:
+    from aft.errors import ConfigError
+
+    cfg = resolve(args)  # config errors surface before any process is launched
+    if args.print_config:
+        print(json.dumps(cfg.to_dict(), indent=2))
+        return 0
+    if args.nproc < 1:
+        raise ConfigError(f"--nproc must be >= 1, got {args.nproc}")
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        cleaned, skip = [], False
+        for a in sys.argv[1:]:
+            if skip:
+                skip = False
+                continue
+            if a == "--nproc":
+                skip = True
+                continue
+            if a.startswith("--nproc="):
+                continue
+            cleaned.append(a)
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
+               "-m", "aft", *cleaned]
+        return subprocess.call(cmd)
+
+    from aft.training import train
+
+    result = train(cfg)
+    if result.run_dir is not None and int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps({"run_dir": str(result.run_dir), **result.to_json()}, indent=2))
+    return 0
