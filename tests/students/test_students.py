@@ -130,3 +130,16 @@ def test_timm_student_code_path():
     x = s.preprocess(np.zeros((2, 28, 28), np.uint8))
     logits, feats = s(x)
     assert logits.shape == (2, 4) and feats.shape == (2, s.feature_dim)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(MINILM is None, reason="bundled MiniLM not installed")
+def test_minilm_fine_tuning_student():
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    s = build_student("minilm", num_classes=2, path=MINILM, max_len=16)
+    x = s.preprocess(["hello world", "free money"])
+    assert x.shape == (2, 2, 16)
+    logits, feats = s(x)
+    assert logits.shape == (2, 2) and s.feature_dim == 384
+    logits.sum().backward()
+    assert s.encoder.embeddings.word_embeddings.weight.grad is not None  # fine-tuned, not frozen

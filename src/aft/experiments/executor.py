@@ -1,0 +1,243 @@
+"""`TrainingExecutor`: runs one comparison job with aft's own pieces (data, feature store, trainer, probe).
+
+Teacher features are extracted once per suite for a seeded *pool* of training samples and for the
+(test) evaluation split; every run subsamples its labeled training set from the pool with its own
+seed, so no run ever triggers a new extraction.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from aft.data import DatasetSplit, load_split, stratified_subsample
+from aft.experiments.grid import PROBE, RunJob
+from aft.experiments.records import RunRecord
+from aft.experiments.suite import SuiteConfig
+from aft.features import ConcatenatedFeatures, extract, open_features
+from aft.training import TrainConfig, train
+from aft.training.data import carve_validation
+
+log = logging.getLogger(__name__)
+
+#: training settings every comparison run uses unless the suite overrides them
+DEFAULT_TRAIN: dict[str, Any] = {"steps": 300, "batch_size": 64, "lr": 2e-3, "select": "best"}
+
+
+@dataclass
+class SuiteData:
+    """The splits of a suite: the training pool (features cached) and the evaluation split."""
+
+    pool: DatasetSplit
+    test: DatasetSplit
+
+
+@dataclass
+class TrainingExecutor:
+    """Runs `RunJob`s of one suite.
+
+    Args:
+        suite: the suite being run.
+        store_root: feature-store root (features are extracted there once, then reused).
+        device: torch device for teachers and students.
+        cache_dir: asset cache override.
+        progress: show progress bars of extraction.
+    """
+
+    suite: SuiteConfig
+    store_root: Path
+    device: str = "cpu"
+    cache_dir: str | None = None
+    progress: bool = True
+    _data: SuiteData | None = field(default=None, init=False, repr=False)
+    _features: dict[tuple[str, ...], tuple[ConcatenatedFeatures, ConcatenatedFeatures]] = field(
+        default_factory=dict, init=False, repr=False
+    )
+    _teacher_cost: dict[str, dict[str, float]] = field(default_factory=dict, init=False, repr=False)
+
+    # ---------------------------------------------------------------------------------------------
+    def data(self) -> SuiteData:
+        """Load the dataset, carve the seeded pool and the evaluation split (cached)."""
+        if self._data is None:
+            opts = dict(self.suite.dataset_options)
+            train_full = load_split(self.suite.dataset, "train", cache_dir=self.cache_dir, **opts)
+            test_full = load_split(self.suite.dataset, "test", cache_dir=self.cache_dir, **opts)
+            pool = stratified_subsample(train_full, self.suite.pool_size, seed=0) if self.suite.pool_size < len(
+                train_full
+            ) else train_full
+            test = test_full
+            if self.suite.test_limit and self.suite.test_limit < len(test_full):
+                test = stratified_subsample(test_full, self.suite.test_limit, seed=0)
+            self._data = SuiteData(pool=pool, test=test)
+        return self._data
+
+    def teachers(self) -> list[str]:
+        """Every teacher the suite uses, once each, in first-use order."""
+        seen: list[str] = []
+        for ts in self.suite.teacher_sets:
+            seen += [t for t in ts if t not in seen]
+        return seen
+
+    def prepare_features(self) -> None:
+        """Extract every teacher's features for the pool and the test split (skips complete stores)."""
+        d = self.data()
+        for teacher in self.teachers():
+            opts = self.suite.teacher_options.get(teacher, {})
+            from aft.teachers import build_teacher
+
+            t = build_teacher(teacher, device=self.device, **opts)
+            extract([t], d.pool, self.store_root, progress=self.progress)
+            if self.suite.probe:
+                extract([t], d.test, self.store_root, progress=self.progress)
+            self._teacher_cost.setdefault(teacher, _teacher_cost(t, d.pool))
+
+    def features(self, teachers: tuple[str, ...]) -> tuple[ConcatenatedFeatures, ConcatenatedFeatures | None]:
+        """(pool features, test features) for a teacher set, id-aligned and concatenated."""
+        if teachers not in self._features:
+            d = self.data()
+            pool = open_features(self.store_root, list(teachers), d.pool)
+            test = open_features(self.store_root, list(teachers), d.test) if self.suite.probe else None
+            self._features[teachers] = (pool, test)  # type: ignore[assignment]
+        return self._features[teachers]
+
+    # ---------------------------------------------------------------------------------------------
+    def __call__(self, job: RunJob) -> RunRecord:
+        d = self.data()
+        train_split = stratified_subsample(d.pool, job.train_size, seed=job.seed) if job.train_size < len(
+            d.pool
+        ) else d.pool
+        if job.method == PROBE:
+            return self._probe(job, train_split)
+        settings = {**DEFAULT_TRAIN, **self.suite.train}
+        steps = int(settings.get("steps", 300))
+        settings.setdefault("eval_every", max(1, steps // 6))
+        cfg = TrainConfig.from_dict(
+            {
+                **settings,
+                "dataset": self.suite.dataset,
+                "student": job.student,
+                "student_options": dict(self.suite.student_options.get(job.student, {})),
+                "method": job.method,
+                "beta": job.beta,
+                "teachers": list(job.teachers),
+                "seed": job.seed,
+                "device": self.device,
+                "output": None,
+                "progress": False,
+                "tensorboard": False,
+            }
+        )
+        features = self.features(job.teachers)[0] if job.teachers else None
+        test = d.test if job.phase == "final" else None
+        t0 = time.perf_counter()
+        result = train(cfg, features=features, train_split=train_split, test_split=test)
+        wall = time.perf_counter() - t0
+        curve = [
+            {"step": float(h["step"]), "val_acc": float(h["val_accuracy"]), "loss": float(h.get("loss", float("nan")))}
+            for h in result.history
+            if "val_accuracy" in h
+        ]
+        extra: dict[str, Any] = {"steps": result.steps, "selected_step": result.selected_step}
+        if job.phase == "final":
+            extra["latency_ms"] = _student_latency_ms(result.student, train_split)
+        return RunRecord(
+            suite=job.suite,
+            dataset=job.dataset,
+            student=job.student,
+            teachers=list(job.teachers),
+            method=job.method,
+            beta=job.beta,
+            train_size=job.train_size,
+            seed=job.seed,
+            phase=job.phase,
+            val_acc=float(result.val_accuracy or 0.0),
+            test_acc=None if result.test_accuracy is None else float(result.test_accuracy),
+            wall_s=wall,
+            student_params=int(result.student_params),
+            views=job.views,
+            rho=result.rho_summary or {},
+            curve=curve,
+            extra=extra,
+        )
+
+    def _probe(self, job: RunJob, train_split: DatasetSplit) -> RunRecord:
+        from aft.evaluation.linear_probe import fit_linear_probe
+
+        val_fraction = float({**DEFAULT_TRAIN, **self.suite.train}.get("val_fraction", 0.1))
+        tr, val = carve_validation(train_split, val_fraction, job.seed)
+        if val is None:
+            val = tr
+        pool_f, test_f = self.features(job.teachers)
+        t0 = time.perf_counter()
+        probe = fit_linear_probe(
+            torch.from_numpy(pool_f.get(tr.ids)),
+            torch.as_tensor(tr.labels),
+            torch.from_numpy(pool_f.get(val.ids)),
+            torch.as_tensor(val.labels),
+            num_classes=tr.num_classes,
+        )
+        d = self.data()
+        test_acc = None
+        if job.phase == "final" and test_f is not None:
+            test_acc = probe.accuracy(torch.from_numpy(test_f.get(d.test.ids)), torch.as_tensor(d.test.labels))
+        val_acc = probe.accuracy(torch.from_numpy(pool_f.get(val.ids)), torch.as_tensor(val.labels))
+        cost = [self._teacher_cost.get(t, {}) for t in job.teachers]
+        extra = {
+            "teacher_params": int(sum(c.get("params", 0) for c in cost)),
+            "latency_ms": float(sum(c.get("latency_ms", 0.0) for c in cost)),
+            "probe_C": float(getattr(probe, "C", getattr(probe, "c", float("nan")))),
+        }
+        return RunRecord(
+            suite=job.suite,
+            dataset=job.dataset,
+            student=PROBE,
+            teachers=list(job.teachers),
+            method=PROBE,
+            beta=0.0,
+            train_size=job.train_size,
+            seed=job.seed,
+            phase=job.phase,
+            val_acc=float(val_acc),
+            test_acc=None if test_acc is None else float(test_acc),
+            wall_s=time.perf_counter() - t0,
+            student_params=int(pool_f.dim * tr.num_classes + tr.num_classes),
+            views=job.views,
+            extra=extra,
+        )
+
+
+def _student_latency_ms(student: torch.nn.Module, split: DatasetSplit, batch: int = 32, repeats: int = 5) -> float:
+    """Median milliseconds per sample of the student's forward pass (CPU, batch of 32)."""
+    x = student.preprocess(split.inputs[:batch])  # type: ignore[attr-defined]
+    device = next(student.parameters()).device
+    x = x.to(device)
+    times = []
+    with torch.inference_mode():
+        student(x)
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            student(x)
+            times.append(time.perf_counter() - t0)
+    return float(np.median(times) * 1000.0 / len(x))
+
+
+def _teacher_cost(teacher: Any, split: DatasetSplit, batch: int = 16) -> dict[str, float]:
+    """Parameter count (when the teacher exposes its module) and median ms per sample of `encode`."""
+    params = 0
+    module = getattr(teacher, "module", None) or getattr(teacher, "model", None)
+    if isinstance(module, torch.nn.Module):
+        params = sum(p.numel() for p in module.parameters())
+    inputs = split.inputs[:batch]
+    teacher.encode(inputs)
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        teacher.encode(inputs)
+        times.append(time.perf_counter() - t0)
+    return {"params": float(params), "latency_ms": float(np.median(times) * 1000.0 / len(inputs))}
