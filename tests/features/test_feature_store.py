@@ -45,6 +45,16 @@ def test_store_implements_the_protocol_and_layout(stored, tmp_path):
     assert path.name == f"train-{split.fingerprint()[:12]}"
 
 
+def test_store_pickles_by_path_not_content(stored):
+    import pickle
+
+    split, path = stored
+    store = FeatureStore.open(path)
+    blob = pickle.dumps(store)
+    assert len(blob) < 500
+    np.testing.assert_array_equal(pickle.loads(blob).get(split.ids[::-1]), store.get(split.ids[::-1]))
+
+
 def test_verify_names_the_field_that_differs(stored):
     split, path = stored
     store = FeatureStore.open(path)

@@ -234,10 +234,11 @@ def _teacher_cost(teacher: Any, split: DatasetSplit, batch: int = 16) -> dict[st
     if isinstance(module, torch.nn.Module):
         params = sum(p.numel() for p in module.parameters())
     inputs = split.inputs[:batch]
-    teacher.encode(inputs)
     times = []
-    for _ in range(3):
-        t0 = time.perf_counter()
+    with torch.inference_mode():
         teacher.encode(inputs)
-        times.append(time.perf_counter() - t0)
+        for _ in range(3):
+            t0 = time.perf_counter()
+            teacher.encode(inputs)
+            times.append(time.perf_counter() - t0)
     return {"params": float(params), "latency_ms": float(np.median(times) * 1000.0 / len(inputs))}

@@ -293,6 +293,13 @@ class FeatureStore:
     def __len__(self) -> int:
         return self.count
 
+    def __getstate__(self) -> dict[str, Any]:
+        # pickled (e.g. to DataLoader workers) by path, never by content: workers re-map the file
+        return {"path": str(self.path)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(FeatureStore.open(state["path"], check_finite=False).__dict__)
+
     def __repr__(self) -> str:
         return f"FeatureStore({str(self.path)!r}, count={self.count}, dim={self.dim}, dtype={self.dtype})"
 

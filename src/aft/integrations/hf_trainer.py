@@ -4,12 +4,20 @@ Three things make this work without surprises:
 
 * `TeacherFeatureCollator` wraps the user's collator: it removes the ``sample_id`` strings from each
   example, collates the rest, and adds a ``teacher_features`` tensor looked up *by id* in a
-  `TeacherFeatureSource` (a `FeatureStore` or `InMemoryFeatures`).
+  `TeacherFeatureSource` (a `FeatureStore`, `ConcatenatedFeatures` or `InMemoryFeatures`).
 * `AFTTrainer` keeps ``sample_id`` through `remove_unused_columns` (the Trainer would otherwise drop
   the column because the model's ``forward`` does not take it), pops ``teacher_features`` before
   calling the model, and adds the regularizer's parameters to the optimizer as their own groups
-  (AFT's scales with their own learning rate and no weight decay).
-* The regularizer's metrics are averaged between logging steps and logged with the Trainer's own.
+  (AFT's scales with their own learning rate ``prior_lr`` and no weight decay).
+* The regularizer's metrics are averaged between logging steps and logged as ``aft/<name>`` with
+  the Trainer's own (``aft/loss``, ``aft/rho_mean``, ..., ``aft/task_loss``).
+
+Evaluation (``trainer.evaluate()``) reports the model's own task loss: the regularizer is a
+training-time term, and teacher features are not needed for evaluation batches (build the collator
+with ``on_missing="omit"`` when the evaluation ids have no features). The regularizer's state is
+saved next to the model as ``aft_regularizer.safetensors`` and restored on
+``train(resume_from_checkpoint=...)``. With several processes the kernel is computed on each
+process's own batch and the regularizer's gradients are averaged over processes.
 
 Example:
     >>> from aft.integrations.hf_trainer import AFTTrainer, TeacherFeatureCollator  # doctest: +SKIP
@@ -22,14 +30,16 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from aft.errors import ConfigError
+from aft.errors import CheckpointError, ConfigError, FeatureStoreError
 from aft.features.source import TeacherFeatureSource
 from aft.regularizers.base import Regularizer
 
@@ -38,13 +48,32 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without transformers
     raise ImportError("aft.integrations.hf_trainer needs `pip install aft[text]` (transformers, accelerate)") from exc
 
+log = logging.getLogger(__name__)
+
 SAMPLE_ID = "sample_id"
 TEACHER_FEATURES = "teacher_features"
+REGULARIZER_WEIGHTS = "aft_regularizer.safetensors"
+
+__all__ = [
+    "REGULARIZER_WEIGHTS",
+    "SAMPLE_ID",
+    "TEACHER_FEATURES",
+    "AFTTrainer",
+    "TeacherFeatureCollator",
+    "mean_pooled_features",
+]
 
 
 def mean_pooled_features(outputs: Any, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """Default student features: the last hidden state averaged over non-padding tokens."""
-    hidden = outputs.hidden_states[-1]
+    hidden_states = getattr(outputs, "hidden_states", None)
+    if hidden_states is None and isinstance(outputs, Mapping):
+        hidden_states = outputs.get("hidden_states")
+    if hidden_states is None:
+        raise ConfigError(
+            "the model returned no hidden_states; pass AFTTrainer(feature_fn=...) that returns the student features"
+        )
+    hidden = hidden_states[-1]
     mask = inputs.get("attention_mask")
     if mask is None:
         return hidden.mean(dim=1)
@@ -59,15 +88,30 @@ class TeacherFeatureCollator:
         features: where teacher features come from (by sample id).
         base_collator: the collator for the remaining fields (e.g. `DataCollatorWithPadding`);
             default stacks tensors / converts lists of numbers with `torch.tensor`.
+        on_missing: ``"error"`` (default) raises when an id has no features; ``"omit"`` returns
+            such a batch without ``teacher_features`` (fine for evaluation batches; a training
+            batch without them still raises in `AFTTrainer`).
+
+    Example:
+        >>> import numpy as np
+        >>> from aft.features import InMemoryFeatures
+        >>> collate = TeacherFeatureCollator(InMemoryFeatures(["a", "b"], np.eye(2, dtype=np.float32)))
+        >>> batch = collate([{"sample_id": "b", "x": [1.0]}, {"sample_id": "a", "x": [2.0]}])
+        >>> batch["teacher_features"].tolist(), batch["x"].tolist()
+        ([[0.0, 1.0], [1.0, 0.0]], [[1.0], [2.0]])
     """
 
     def __init__(
         self,
         features: TeacherFeatureSource,
-        base_collator: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None,
+        base_collator: Callable[[list[dict[str, Any]]], Mapping[str, Any]] | None = None,
+        on_missing: Literal["error", "omit"] = "error",
     ) -> None:
+        if on_missing not in ("error", "omit"):
+            raise ConfigError(f"on_missing must be 'error' or 'omit', got {on_missing!r}")
         self.features = features
         self.base_collator = base_collator or _default_collate
+        self.on_missing = on_missing
 
     def __call__(self, examples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         ids, rest = [], []
@@ -80,7 +124,13 @@ class TeacherFeatureCollator:
             ids.append(str(ex[SAMPLE_ID]))
             rest.append({k: v for k, v in ex.items() if k != SAMPLE_ID})
         batch = dict(self.base_collator(rest))
-        batch[TEACHER_FEATURES] = torch.from_numpy(np.ascontiguousarray(self.features.get(ids)))
+        try:
+            psi = self.features.get(ids)
+        except FeatureStoreError:
+            if self.on_missing == "error":
+                raise
+            return batch
+        batch[TEACHER_FEATURES] = torch.from_numpy(np.ascontiguousarray(psi, dtype=np.float32))
         return batch
 
 
@@ -93,18 +143,23 @@ def _default_collate(examples: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 class AFTTrainer(Trainer):
-    """A `transformers.Trainer` whose loss is the model's loss + beta * regularizer(phi, psi).
+    """A `transformers.Trainer` whose training loss is the model's loss + beta * regularizer(phi, psi).
 
     Args:
-        regularizer: a `Regularizer` (e.g. ``aft.regularizers.build("aft", ...)``).
+        regularizer: a `Regularizer` (e.g. ``aft.regularizers.build("aft", ...)``); call its
+            ``prepare`` first when ``regularizer.needs_prepare`` (``ft``, ``btune``).
         beta: weight of the regularizer (>= 0).
         feature_fn: maps (model outputs, inputs) to student features phi; default mean-pools
             the last hidden state (the model is called with ``output_hidden_states=True``).
-        regularizer_lr: learning rate of the regularizer's groups that do not set their own;
+        regularizer_lr: the learning rate given to ``regularizer.param_groups`` (methods that
+            follow the student's lr, e.g. ``kd``, use it; AFT uses its own ``prior_lr``);
             default the Trainer's learning rate.
         *args, **kwargs: passed to `transformers.Trainer`; use `TeacherFeatureCollator` as
             ``data_collator``.
     """
+
+    # compute_loss returns a per-batch mean: the Trainer must divide it by the accumulation steps
+    loss_is_scaled_for_ga = False
 
     def __init__(
         self,
@@ -115,8 +170,15 @@ class AFTTrainer(Trainer):
         regularizer_lr: float | None = None,
         **kwargs: Any,
     ) -> None:
-        if not isinstance(beta, (int, float)) or beta < 0:
+        if not isinstance(regularizer, Regularizer):
+            raise ConfigError(
+                f"regularizer must be an aft Regularizer, got {type(regularizer).__name__}; "
+                "use aft.regularizers.build(name, student_dim=..., teacher_dim=...)"
+            )
+        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta >= 0:
             raise ConfigError(f"beta must be a number >= 0, got {beta!r}")
+        if regularizer_lr is not None and not regularizer_lr > 0:
+            raise ConfigError(f"regularizer_lr must be > 0, got {regularizer_lr!r}")
         super().__init__(*args, **kwargs)
         self.regularizer = regularizer.to(self.args.device)
         self.beta = float(beta)
@@ -124,20 +186,24 @@ class AFTTrainer(Trainer):
         self.regularizer_lr = regularizer_lr
         self._reg_metrics: dict[str, list[float]] = defaultdict(list)
 
+    # ------------------------------------------------------------------ data
     def _set_signature_columns_if_needed(self) -> None:
         super()._set_signature_columns_if_needed()
         if self._signature_columns is not None and SAMPLE_ID not in self._signature_columns:
             self._signature_columns = [*self._signature_columns, SAMPLE_ID]
 
+    # ------------------------------------------------------------------ optimizer
     def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
+        """The Trainer's optimizer plus the regularizer's parameter groups (added once)."""
         optimizer = super().create_optimizer(model) if model is not None else super().create_optimizer()
         if not getattr(optimizer, "_aft_groups_added", False):
             lr = self.regularizer_lr if self.regularizer_lr is not None else self.args.learning_rate
             for group in self.regularizer.param_groups(lr, self.args.weight_decay):
-                optimizer.add_param_group({k: v for k, v in group.items() if k != "name"})
+                optimizer.add_param_group(dict(group))
             optimizer._aft_groups_added = True  # type: ignore[attr-defined]
         return optimizer
 
+    # ------------------------------------------------------------------ loss
     def compute_loss(
         self,
         model: torch.nn.Module,
@@ -146,24 +212,82 @@ class AFTTrainer(Trainer):
         num_items_in_batch: Any = None,
     ) -> Any:
         psi = inputs.pop(TEACHER_FEATURES, None)
-        if psi is None:
+        if not model.training:  # evaluation: the model's own task loss
+            outputs = model(**inputs)
+            loss = outputs["loss"] if isinstance(outputs, Mapping) else outputs[0]
+            return (loss, outputs) if return_outputs else loss
+        if psi is None and self.regularizer.uses_teacher:
             raise ConfigError(f"batch has no {TEACHER_FEATURES!r}; use TeacherFeatureCollator as data_collator")
         outputs = model(**inputs, output_hidden_states=True)
         task_loss = outputs["loss"] if isinstance(outputs, Mapping) else outputs[0]
+        if task_loss is None:
+            raise ConfigError("the model returned no loss; pass labels in the batch (column 'labels' or 'label')")
         phi = self.feature_fn(outputs, inputs)
-        if self.regularizer.needs_labels:
-            out = self.regularizer.compute(phi.float(), psi.to(phi.device).float(), inputs.get("labels"))
-        else:
-            out = self.regularizer.compute(phi.float(), psi.to(phi.device).float())
+        if psi is None:  # a regularizer that reads no teacher (`none`)
+            psi = phi.new_zeros(phi.shape[0], self.regularizer.teacher_dim)
+        labels = inputs.get("labels") if self.regularizer.needs_labels else None
+        out = self.regularizer.compute(phi.float(), psi.to(phi.device).float(), labels)
         for name, value in out.metrics.items():
             self._reg_metrics[name].append(float(value))
         self._reg_metrics["task_loss"].append(float(task_loss.detach()))
         loss = task_loss + self.beta * out.loss
         return (loss, outputs) if return_outputs else loss
 
+    def training_step(self, model: torch.nn.Module, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> torch.Tensor:
+        loss = super().training_step(model, inputs, *args, **kwargs)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            world = torch.distributed.get_world_size()
+            if world > 1:  # the regularizer is not inside DDP: average its gradients by hand
+                for p in self.regularizer.parameters():
+                    if p.grad is not None:
+                        torch.distributed.all_reduce(p.grad)
+                        p.grad.div_(world)
+        return loss
+
+    def prediction_step(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, Any],
+        prediction_loss_only: bool,
+        ignore_keys: list[str] | None = None,
+    ) -> Any:
+        inputs = {k: v for k, v in inputs.items() if k != TEACHER_FEATURES}
+        return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
+
+    # ------------------------------------------------------------------ logging
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if self._reg_metrics and "loss" in logs:
             for name, values in self._reg_metrics.items():
                 logs[f"aft/{name}"] = float(np.mean(values))
             self._reg_metrics.clear()
         super().log(logs, start_time)
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """Save the model (Trainer) and the regularizer's state as ``aft_regularizer.safetensors``."""
+        super().save_model(output_dir, _internal_call)
+        if self.args.should_save:
+            from safetensors.torch import save_file
+
+            from aft.students.io import state_for_safetensors
+            from aft.training.atomic import atomic_write_with
+
+            folder = Path(output_dir if output_dir is not None else self.args.output_dir)
+            folder.mkdir(parents=True, exist_ok=True)
+            tensors = state_for_safetensors(self.regularizer)
+            if tensors:
+                atomic_write_with(folder / REGULARIZER_WEIGHTS, lambda p: save_file(tensors, str(p)))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        path = Path(resume_from_checkpoint) / REGULARIZER_WEIGHTS
+        if path.is_file():
+            from safetensors.torch import load_file
+
+            try:
+                self.regularizer.load_state_dict(load_file(str(path), device=str(self.args.device)))
+            except (OSError, RuntimeError, ValueError) as exc:
+                raise CheckpointError(f"{path} does not fit this regularizer ({exc}); resume with the same method") from None
+        elif any(True for _ in self.regularizer.parameters()):
+            log.warning("%s has no %s: the regularizer restarts from its initial state", resume_from_checkpoint,
+                        REGULARIZER_WEIGHTS)

@@ -12,7 +12,6 @@ from torch import nn
 
 from aft.errors import CheckpointError
 from aft.students.base import Student, build_student
-from aft.training.atomic import atomic_write_bytes, atomic_write_json, atomic_write_with
 
 WEIGHTS = "student.safetensors"
 CONFIG = "student.json"
@@ -25,6 +24,8 @@ def state_for_safetensors(module: nn.Module) -> dict[str, torch.Tensor]:
 
 def save_student(student: Student, run_dir: str | Path, *, extra: dict[str, Any] | None = None) -> None:
     """Write ``student.safetensors`` and ``student.json`` into `run_dir` (atomically)."""
+    from aft.training.atomic import atomic_write_json, atomic_write_with  # lazy: aft.training imports us
+
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     tensors = state_for_safetensors(student)
@@ -71,4 +72,4 @@ def load_student(run_dir: str | Path, *, module: nn.Module | None = None, map_lo
     return student.eval()
 
 
-__all__ = ["load_student", "save_student", "atomic_write_bytes"]
+__all__ = ["load_student", "save_student", "state_for_safetensors"]

@@ -142,7 +142,7 @@ class WordLlamaBag(Student):
         enc = self._tok.encode_batch(_check_texts(raw_inputs), add_special_tokens=False)
         out = torch.zeros(len(enc), self.max_len, dtype=torch.long)
         for i, e in enumerate(enc):
-            ids = [t for t, m in zip(e.ids, e.attention_mask) if m][: self.max_len]
+            ids = [t for t, m in zip(e.ids, e.attention_mask, strict=False) if m][: self.max_len]
             if ids:
                 out[i, : len(ids)] = torch.tensor(ids) + 1
         return out

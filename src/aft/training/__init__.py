@@ -6,11 +6,11 @@ Example:
     >>> student = load_student("runs/x")
 """
 
+from aft.students.io import load_student, save_student
 from aft.training.atomic import atomic_write_bytes, atomic_write_json
 from aft.training.config import TrainConfig, load_config
+from aft.training.loop import TrainResult, epoch_permutation, preflight, resolve_device, train
 from aft.training.schedule import lr_factor
-from aft.students.io import load_student, save_student  # noqa: E402,I001 - needs atomic first
-from aft.training.loop import TrainResult, epoch_permutation, resolve_device, train
 
 __all__ = [
     "TrainConfig",
@@ -21,6 +21,7 @@ __all__ = [
     "load_config",
     "load_student",
     "lr_factor",
+    "preflight",
     "resolve_device",
     "save_student",
     "train",

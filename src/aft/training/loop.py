@@ -207,6 +207,23 @@ def _preprocess(student: Student, split: DatasetSplit, chunk: int = 4096) -> tor
     return torch.cat(parts, dim=0) if parts else torch.empty(0)
 
 
+def preflight(config: TrainConfig) -> None:
+    """Cheap checks of a config that will load its data and features by name (used before
+    launching data-parallel processes): method/student names, features configured, output folder."""
+    from aft.students.base import STUDENTS, resolve_name
+
+    cfg = dataclasses.replace(config).validate()
+    reg_cls = REGULARIZERS.get(cfg.method)
+    STUDENTS.get(resolve_name(cfg.student, {})[0])
+    if reg_cls.uses_teacher and (not cfg.feature_store or not cfg.teachers):
+        raise ConfigError(f"method {cfg.method!r} needs teacher features: set feature_store and teachers "
+                          "(or use method: none)")
+    if cfg.select == "best" and cfg.val_fraction <= 0:
+        raise ConfigError("select: best needs a validation split; set val_fraction > 0")
+    if cfg.output and not cfg.resume and not cfg.overwrite and Path(cfg.output).exists() and any(Path(cfg.output).iterdir()):
+        raise OutputExistsError(f"output folder {str(cfg.output)!r} exists; pass --overwrite to replace it or --resume")
+
+
 # ---------------------------------------------------------------------------------------------
 def train(
     config: TrainConfig,
@@ -547,4 +564,4 @@ def _tensorboard(run_dir: Path | None, cfg: TrainConfig) -> Any:
     return SummaryWriter(str(run_dir / "tensorboard"))
 
 
-__all__ = ["TrainResult", "epoch_permutation", "resolve_device", "rho_summary", "train"]
+__all__ = ["TrainResult", "epoch_permutation", "preflight", "resolve_device", "rho_summary", "train"]

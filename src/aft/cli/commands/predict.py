@@ -73,7 +73,7 @@ def predict(model_dir: str, inputs: Any, *, device: str = "cpu", batch_size: int
             x = student.preprocess(inputs[s : s + batch_size]).to(device)
             probs = torch.softmax(student(x)[0].float(), dim=1)
             conf, idx = probs.max(dim=1)
-            out.extend({"label": names[int(i)], "probability": float(c)} for c, i in zip(conf, idx))
+            out.extend({"label": names[int(i)], "probability": float(c)} for c, i in zip(conf, idx, strict=True))
     return out
 
 
@@ -81,7 +81,7 @@ def handler(args: argparse.Namespace) -> int:
     from aft.errors import DataError
 
     if args.text_file:
-        fh = sys.stdin if args.text_file == "-" else open(args.text_file, encoding="utf-8")
+        fh = sys.stdin if args.text_file == "-" else open(args.text_file, encoding="utf-8")  # noqa: SIM115
         with fh:
             texts = [line.rstrip("\n") for line in fh if line.strip()]
         keys, inputs = texts, texts
@@ -95,7 +95,7 @@ def handler(args: argparse.Namespace) -> int:
     if not len(inputs):
         raise DataError("nothing to classify: the input is empty")
     preds = predict(args.model, inputs, device=args.device, batch_size=args.batch_size)
-    for key, pred in zip(keys, preds):
+    for key, pred in zip(keys, preds, strict=True):
         if args.format == "json":
             print(json.dumps({"input": key, **pred}))
         else:

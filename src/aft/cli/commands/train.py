@@ -85,6 +85,9 @@ def handler(args: argparse.Namespace) -> int:
     if args.nproc < 1:
         raise ConfigError(f"--nproc must be >= 1, got {args.nproc}")
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        from aft.training.loop import preflight
+
+        preflight(cfg)
         cleaned, skip = [], False
         for a in sys.argv[1:]:
             if skip:

@@ -1,0 +1,229 @@
+"""Export a trained student to ONNX (``aft export --model RUN_DIR --onnx OUT.onnx``).
+
+The exported graph takes the student's *preprocessed* input (what ``student.preprocess(raw)``
+returns: float images ``(N, C, H, W)`` or token ids) and returns two outputs, ``logits`` and
+``features`` (phi), with a dynamic batch axis. The student's ``student.json`` is stored in the
+model's metadata (key ``aft.student``) so that class names travel with the file. After writing,
+the file is checked with ``onnx.checker`` and, when onnxruntime is installed, its outputs are
+compared with PyTorch's on a batch of another size (which also proves the batch axis is dynamic).
+
+Example:
+    >>> from aft.export import export_onnx                     # doctest: +SKIP
+    >>> export_onnx("runs/digits-aft", "student.onnx")        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from aft.errors import AftError, ConfigError, OutputExistsError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OPSET = 17
+INPUT_NAME = "input"
+OUTPUT_NAMES = ("logits", "features")
+METADATA_KEY = "aft.student"
+
+__all__ = ["DEFAULT_OPSET", "ExportError", "export_onnx", "load_metadata"]
+
+
+class ExportError(AftError, RuntimeError):
+    """A student cannot be exported (unsupported operation, no example input, mismatching outputs)."""
+
+
+class _Outputs(nn.Module):
+    """Wraps a student so the traced graph has exactly two tensor outputs."""
+
+    def __init__(self, student: nn.Module) -> None:
+        super().__init__()
+        self.student = student
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, features = self.student(x)
+        return logits, features
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Capture file descriptor 2: the TorchScript exporter dumps its whole graph there on failure."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # no real stderr (e.g. captured by a notebook)
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), fd)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, fd)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read().decode("utf-8", "replace").strip()
+            if text:
+                log.debug("exporter output:\n%s", text)
+
+
+def _example_input(student: nn.Module) -> torch.Tensor:
+    modality = getattr(student, "modality", "any")
+    if modality == "text":  # real token ids at the length the student pads to
+        try:
+            return student.preprocess(["an example text to export", "another"])  # type: ignore[operator]
+        except (AftError, NotImplementedError, AttributeError) as exc:
+            log.debug("preprocess on example texts failed (%s); using example_input()", exc)
+    example = student.example_input() if hasattr(student, "example_input") else None  # type: ignore[operator]
+    if example is None:
+        raise ExportError(
+            f"student {getattr(student, 'name', type(student).__name__)!r} has no example input; "
+            "pass export_onnx(..., example_input=<a batch of preprocessed inputs>)"
+        )
+    return example
+
+
+def _second_batch(example: torch.Tensor, size: int = 3) -> torch.Tensor:
+    """A batch of another size with varied values (integer inputs: ids taken from the example)."""
+    reps = -(-size // example.shape[0])
+    base = example.repeat(reps, *([1] * (example.ndim - 1)))[:size].clone()
+    if base.is_floating_point():
+        g = torch.Generator().manual_seed(0)
+        base = base + 0.1 * torch.randn(base.shape, generator=g, dtype=base.dtype)
+    return base
+
+
+def export_onnx(
+    model: str | os.PathLike[str] | nn.Module,
+    path: str | os.PathLike[str],
+    *,
+    opset: int = DEFAULT_OPSET,
+    example_input: torch.Tensor | None = None,
+    module: nn.Module | None = None,
+    overwrite: bool = False,
+    verify: bool = True,
+    rtol: float = 1e-3,
+    atol: float = 1e-4,
+) -> Path:
+    """Write the student (a run folder or a `Student` / ``(logits, features)`` module) as ONNX at `path`.
+
+    Args:
+        model: a run folder (``student.json`` + ``student.safetensors``) or the student itself.
+        path: the ``.onnx`` file to write (atomically).
+        opset: ONNX opset version (17 by default).
+        example_input: a batch of preprocessed inputs to trace with (default: the student's own).
+        module: for run folders of a custom ``module`` student, the untrained user module.
+        overwrite: replace an existing file.
+        verify: check the file with onnx.checker and compare onnxruntime's outputs with PyTorch's.
+        rtol, atol: tolerances of that comparison.
+
+    Returns:
+        the written path.
+
+    Raises:
+        ExportError: the student uses an operation ONNX cannot express, or the outputs differ.
+        OutputExistsError: `path` exists and `overwrite` is false.
+        CheckpointError: the run folder holds no readable student.
+    """
+    try:
+        import onnx
+    except ImportError:
+        raise ConfigError("ONNX export needs the onnx package; pip install onnx onnxruntime") from None
+    out = Path(path)
+    if out.exists() and not overwrite:
+        raise OutputExistsError(f"{str(out)!r} exists; pass overwrite=True (CLI: --overwrite) or another path")
+    if isinstance(model, nn.Module):
+        student = model
+    else:
+        from aft.students.io import load_student
+
+        student = load_student(model, module=module)
+    student = student.to("cpu").eval()
+    example = (example_input if example_input is not None else _example_input(student)).to("cpu")
+    wrapper = _Outputs(student).eval()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        try:
+            with torch.no_grad(), warnings.catch_warnings(), _quiet_stderr():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(
+                    wrapper, (example,), str(tmp), dynamo=False, opset_version=int(opset),
+                    input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+                    dynamic_axes={INPUT_NAME: {0: "batch"}, **{n: {0: "batch"} for n in OUTPUT_NAMES}},
+                )
+        except Exception as exc:  # noqa: BLE001 - exporter failures come as many exception types
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            name = getattr(student, "name", type(student).__name__)
+            raise ExportError(f"student {name!r} cannot be exported to ONNX (opset {opset}): {first}; "
+                              "keep forward to standard tensor operations or use another opset") from None
+        proto = onnx.load(str(tmp))
+        config = student.config() if hasattr(student, "config") else {"name": type(student).__name__}
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = METADATA_KEY, json.dumps(config)
+        onnx.save(proto, str(tmp))
+        if verify:
+            _verify(tmp, wrapper, _second_batch(example), rtol, atol)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    log.info("wrote %s", out)
+    return out
+
+
+def _verify(path: Path, wrapper: nn.Module, x: torch.Tensor, rtol: float, atol: float) -> None:
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path))
+    except onnx.checker.ValidationError as exc:
+        raise ExportError(f"the exported ONNX model is invalid: {str(exc).splitlines()[0]}") from None
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        log.warning("onnxruntime is not installed: the ONNX outputs were not compared with PyTorch's")
+        return
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        got = session.run(list(OUTPUT_NAMES), {INPUT_NAME: x.numpy()})
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise ExportError(f"onnxruntime cannot run the exported model: {str(exc).splitlines()[0]}") from None
+    with torch.no_grad():
+        expected = [t.float().numpy() for t in wrapper(x)]
+    for name, a, b in zip(OUTPUT_NAMES, got, expected, strict=True):
+        if a.shape != b.shape or not np.allclose(a, b, rtol=rtol, atol=atol):
+            diff = float(np.max(np.abs(a - b))) if a.shape == b.shape else float("nan")
+            raise ExportError(f"ONNX {name} differ from PyTorch's (shape {a.shape} vs {b.shape}, max |diff| {diff:.3g}); "
+                              "the student's forward is not traceable (data-dependent control flow?)")
+
+
+def load_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``student.json`` stored in an exported file (name, classes, class names...)."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    for entry in proto.metadata_props:
+        if entry.key == METADATA_KEY:
+            return json.loads(entry.value)
+    return {}
