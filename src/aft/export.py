@@ -58,23 +58,29 @@ class _Outputs(nn.Module):
 
 
 @contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """Capture file descriptor 2: the TorchScript exporter dumps its whole graph there on failure."""
+def _quiet_output() -> Iterator[None]:
+    """Capture file descriptors 1 and 2: the TorchScript exporter dumps its whole graph there on failure."""
     try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):  # no real stderr (e.g. captured by a notebook)
+        fds = [fd for fd in (1, 2) if os.fstat(fd) is not None]
+    except OSError:  # no such descriptors (a detached process)
         yield
         return
-    sys.stderr.flush()
-    saved = os.dup(fd)
+    for st in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            st.flush()
+    saved = [os.dup(fd) for fd in fds]
     with tempfile.TemporaryFile(mode="w+b") as sink:
-        os.dup2(sink.fileno(), fd)
+        for fd in fds:
+            os.dup2(sink.fileno(), fd)
         try:
             yield
         finally:
-            sys.stderr.flush()
-            os.dup2(saved, fd)
-            os.close(saved)
+            for st in (sys.stdout, sys.stderr):
+                with contextlib.suppress(AttributeError, OSError, ValueError):
+                    st.flush()
+            for fd, keep in zip(fds, saved, strict=True):
+                os.dup2(keep, fd)
+                os.close(keep)
             sink.seek(0)
             text = sink.read().decode("utf-8", "replace").strip()
             if text:
@@ -161,8 +167,8 @@ def export_onnx(
     tmp = Path(tmp_name)
     try:
         try:
-            with torch.no_grad(), warnings.catch_warnings(), _quiet_stderr():
-                warnings.simplefilter("ignore")
+            with torch.no_grad(), warnings.catch_warnings(record=True) as caught, _quiet_output():
+                warnings.simplefilter("always")
                 torch.onnx.export(
                     wrapper, (example,), str(tmp), dynamo=False, opset_version=int(opset),
                     input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
@@ -173,6 +179,9 @@ def export_onnx(
             name = getattr(student, "name", type(student).__name__)
             raise ExportError(f"student {name!r} cannot be exported to ONNX (opset {opset}): {first}; "
                               "keep forward to standard tensor operations or use another opset") from None
+        for w in caught:
+            if issubclass(w.category, torch.jit.TracerWarning):  # e.g. data-dependent control flow
+                log.warning("ONNX export: %s", str(w.message).splitlines()[0])
         proto = onnx.load(str(tmp))
         config = student.config() if hasattr(student, "config") else {"name": type(student).__name__}
         entry = proto.metadata_props.add()

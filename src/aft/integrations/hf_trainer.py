@@ -135,10 +135,16 @@ class TeacherFeatureCollator:
 
 
 def _default_collate(examples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack tensors, turn numbers (and equal-length lists of numbers) into tensors, keep strings as lists."""
     out: dict[str, Any] = {}
     for key in examples[0]:
         values = [ex[key] for ex in examples]
-        out[key] = torch.stack(values) if isinstance(values[0], torch.Tensor) else torch.tensor(values)
+        if isinstance(values[0], torch.Tensor):
+            out[key] = torch.stack(values)
+        elif isinstance(values[0], str):
+            out[key] = values
+        else:
+            out[key] = torch.tensor(values)
     return out
 
 

@@ -1,0 +1,61 @@
+"""`aft compare`: run a comparison suite (methods x teachers x students x sizes x seeds) and report it."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the `compare` sub-command."""
+    p = subparsers.add_parser(
+        "compare",
+        help="run a comparison suite with beta selected on validation, and write records + report",
+        description="Run every method of a suite on the same data: beta (and each baseline's weight) is chosen "
+        "on a validation split carved from the training set with the same grid for every method, and the "
+        "selected configuration is evaluated once on test with every seed. Teacher features are extracted once "
+        "and cached; runs already in the records file are skipped, so an interrupted comparison continues.",
+    )
+    p.add_argument("suite", help="a built-in suite (fashion-mnist, spam-assassin, demo) or a suite YAML file")
+    p.add_argument("--quick", action="store_true", help="a reduced grid (one student/teacher/size/seed, 2 betas)")
+    p.add_argument("--records", metavar="FILE", default=None,
+                   help="JSON-lines records file (default: results/<suite>/records.jsonl)")
+    p.add_argument("--store", metavar="DIR", default=None,
+                   help="feature-store root (default: <asset cache>/features)")
+    p.add_argument("--report", metavar="DIR", default=None,
+                   help="write the HTML report here when done (default: next to the records, report/)")
+    p.add_argument("--markdown", metavar="FILE", default=None, help="also write a RESULTS.md page there")
+    p.add_argument("--device", default="cpu", help="torch device for teachers and students (default: cpu)")
+    p.add_argument("--cache-dir", default=None, help="asset cache directory (default: $AFT_CACHE_DIR or ~/.cache/aft)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=handler)
+    return p
+
+
+def handler(args: argparse.Namespace) -> int:
+    from aft.assets import cache_dir
+    from aft.experiments.compare import compare, load_suite
+    from aft.experiments.summary import summary_table
+    from aft.report import build_report
+
+    suite = load_suite(args.suite)
+    if args.quick:
+        suite = suite.quick()
+    records = Path(args.records) if args.records else Path("results") / suite.name / "records.jsonl"
+    store = Path(args.store) if args.store else cache_dir(args.cache_dir) / "features"
+    t0 = time.perf_counter()
+    result = compare(suite, records, store, device=args.device, cache_dir=args.cache_dir,
+                     progress=not args.no_progress)
+    print(summary_table(result.records))
+    print(f"\n{result.progress.ran} run(s) done, {result.progress.skipped} already recorded; "
+          f"{time.perf_counter() - t0:.0f} s; records: {records}")
+    report_dir = Path(args.report) if args.report else records.parent / "report"
+    command = "aft compare " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None
+    paths = build_report(result.records, report_dir, markdown_path=args.markdown, command=command,
+                         record_files=[records])
+    print(f"report: {paths.index_html}")
+    return 0

@@ -1,0 +1,1 @@
+"""Committed suite configs: `fashion-mnist`, `spam-assassin` and the `demo`."""
