@@ -110,7 +110,6 @@ class FeatureStore:
         self.teacher = str(manifest["teacher"]["name"])
         self.column_ranges = {self.teacher: (0, self.dim)}
         self._index = {sid: i for i, sid in enumerate(ids)}
-        self._tensor: Any = None
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -193,28 +192,13 @@ class FeatureStore:
             if v.size and (v.min() < 0 or v.max() >= self.num_views):
                 raise FeatureStoreError(f"view index out of range: {self.path} holds {self.num_views} view(s)")
         flat_rows = rows * self.num_views + (0 if v is None else v)
+        flat = np.asarray(self._array).reshape(-1, self.dim)
         out = np.empty((rows.size, self.dim), dtype=np.float32)
-        if rows.size:
-            import torch
-
-            idx = torch.from_numpy(flat_rows)
-            out_t = torch.from_numpy(out)
-            if self.dtype == "float32":
-                torch.index_select(self._flat_tensor(), 0, idx, out=out_t)
-            else:  # gather in float16, then one vectorized conversion
-                out_t.copy_(self._flat_tensor().index_select(0, idx))
+        if self.dtype == "float32":
+            np.take(flat, flat_rows, axis=0, out=out)  # one gather, straight into the result
+        else:  # gather half the bytes, then one conversion pass
+            np.copyto(out, np.take(flat, flat_rows, axis=0))
         return out
-
-    def _flat_tensor(self):  # -> torch.Tensor, a zero-copy view of the memory map (N * V, dim)
-        if self._tensor is None:
-            import warnings
-
-            import torch
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # read-only map: torch warns, and we never write to it
-                self._tensor = torch.from_numpy(np.asarray(self._array).reshape(-1, self.dim))
-        return self._tensor
 
     # ------------------------------------------------------------------ checks
     def check_finite(self, sample: int | None = None) -> None:
@@ -301,7 +285,6 @@ class FeatureStore:
     def close(self) -> None:
         """Drop the memory map (the store is unusable afterwards)."""
         mm = getattr(self._array, "_mmap", None)
-        self._tensor = None
         self._array = np.zeros((0, self.num_views, self.dim), dtype=self.dtype)
         if mm is not None:
             del mm

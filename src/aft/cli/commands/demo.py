@@ -14,7 +14,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "demo",
         help="run the offline demo: Fashion-MNIST, 100 labels, EfficientNet-Lite0 teacher, STL vs KD vs AFT",
         description="Fetch the offline assets, extract EfficientNet-Lite0 features once (cached), train a "
-        "65k-parameter CNN with STL, KD and AFT (beta chosen on validation, 3 seeds), print the comparison and "
+        "20k-parameter CNN with STL, KD and AFT (beta chosen on validation, 3 seeds), print the comparison and "
         "write an HTML report. A second run reuses the cached assets, features and finished runs.",
     )
     p.add_argument("--out", default="runs/demo", metavar="DIR", help="output folder (default: runs/demo)")
@@ -38,7 +38,7 @@ def handler(args: argparse.Namespace) -> int:
         records.unlink()
     suite = load_suite("demo")
     print("aft demo: Fashion-MNIST, 100 labels (10 per class), EfficientNet-Lite0 teacher (4.65M params) -> "
-          "cnn-small student (65k params)")
+          "cnn-small student (20k params)")
     print("[1/4] assets: fashion-mnist, efficientnet-lite0")
     for name in ("fashion-mnist", "efficientnet-lite0"):
         print(f"      {name}: {ensure(name, args.cache_dir)}")
