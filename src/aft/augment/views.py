@@ -9,6 +9,7 @@ View 0 is always the clean input.
 from __future__ import annotations
 
 import hashlib
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -74,3 +75,48 @@ def build_policy(name: str, **options: Any) -> AugmentationPolicy:
         True
     """
     return POLICIES.get(name)(**options)
+
+
+#: the policy used when views > 1 and none is named, per data modality
+DEFAULT_POLICY = {"image": "image-basic", "text": "text-word-dropout"}
+
+
+def resolve_policy(spec: str | AugmentationPolicy | None, modality: str) -> AugmentationPolicy:
+    """The policy for `spec` (a registered name or a policy object); ``None`` picks the modality default.
+
+    Raises:
+        ConfigError: the policy augments another modality than `modality`, or no default exists.
+        UnknownNameError: `spec` names no registered policy.
+    """
+    if spec is None:
+        if modality not in DEFAULT_POLICY:
+            raise ConfigError(f"no default augmentation for {modality} data; name one (--augment POLICY)")
+        spec = DEFAULT_POLICY[modality]
+    policy = build_policy(spec) if isinstance(spec, str) else spec
+    if not isinstance(policy, AugmentationPolicy):
+        raise ConfigError(f"augmentation must be a policy name or an AugmentationPolicy, got {type(spec).__name__}")
+    if policy.modality != modality:
+        raise ConfigError(
+            f"augmentation {policy.name!r} is for {policy.modality}s but the data holds {modality}s; "
+            f"use e.g. {DEFAULT_POLICY.get(modality, 'a matching policy')!r}"
+        )
+    return policy
+
+
+def policy_tag(policy: AugmentationPolicy, num_views: int) -> str:
+    """Short directory tag of a views store: ``v<K>-<sha256(policy config)[:8]>``."""
+    blob = json.dumps(policy.config(), sort_keys=True).encode()
+    return f"v{int(num_views)}-{hashlib.sha256(blob).hexdigest()[:8]}"
+
+
+def draw_views(seed: int, step: int, count: int, num_views: int) -> np.ndarray:
+    """View indices in ``[0, num_views)`` for the `count` samples of training step `step`.
+
+    A pure function of ``(seed, step, position in the batch)``: no global RNG is read or advanced,
+    so a resumed run draws exactly the views an uninterrupted run would.
+    """
+    if num_views <= 1:
+        return np.zeros(int(count), dtype=np.int64)
+    digest = hashlib.sha256(f"aft-views\x1f{int(seed)}\x1f{int(step)}".encode()).digest()
+    rng = np.random.Generator(np.random.PCG64(int.from_bytes(digest[:16], "little")))
+    return rng.integers(0, int(num_views), size=int(count), dtype=np.int64)

@@ -2,7 +2,9 @@
 
 For each teacher: batches are formed deterministically (texts sorted by length so that padding is
 small, images in order), encoded under ``torch.inference_mode()``, checked for NaN/Inf, cast to
-the store dtype and written in place into a preallocated array file. Every ``checkpoint_every_s``
+the store dtype and written in place into a preallocated array file. With ``views=K`` the store holds
+K views per sample (view 0 = clean, view k = ``policy.apply(inputs, ids, [k] * n)``), extracted in
+the deterministic order (view, batch) and kept in a separate directory tagged with K and the policy. Every ``checkpoint_every_s``
 seconds the data is fsynced and the number of completed batches recorded atomically in
 ``progress.json``; an interrupted run resumes from there and produces a byte-identical store,
 because batch composition never depends on where a run started. The manifest is written last.
@@ -16,7 +18,7 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +37,9 @@ from aft.features.store import (
     store_path,
 )
 from aft.teachers.base import Teacher, build_teacher
+
+if TYPE_CHECKING:
+    from aft.augment.views import AugmentationPolicy
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +72,8 @@ def extract(
     overwrite: bool = False,
     checkpoint_every_s: float = 5.0,
     on_batch: BatchCallback | None = None,
+    views: int = 1,
+    augmentation: str | AugmentationPolicy | None = None,
 ) -> list[Path]:
     """Extract each teacher's features for `split` into ``store_root`` and return the store paths.
 
@@ -84,7 +91,12 @@ def extract(
         overwrite: replace a complete store made with another teacher version/preprocessing/dtype.
         checkpoint_every_s: seconds between fsync + progress records (0: after every batch).
         on_batch: called as ``on_batch(batches_done, total_batches)`` after each batch is written
-            (and checkpointed, if due); raising from it aborts the run, leaving it resumable.
+            (and checkpointed, if due); raising from it aborts the run, leaving it resumable. With
+            views, one "batch" is one (view, batch) pair.
+        views: number of views K per sample (1: the clean store). K > 1 writes a separate store
+            ``(N, K, d)`` whose view k holds ``teacher.encode(policy.apply(x, ids, [k] * n))``.
+        augmentation: policy name or `AugmentationPolicy` for the views (default by modality:
+            ``image-basic`` / ``text-word-dropout``); recorded in the manifest. Ignored when K = 1.
 
     Raises:
         ConfigError: bad dtype/batch size, or a teacher of the wrong modality.
@@ -95,6 +107,13 @@ def extract(
         raise ConfigError(f"unknown dtype {dtype!r}; use float16 or float32")
     if int(batch_size) < 1:
         raise ConfigError(f"batch size must be >= 1, got {batch_size}")
+    if int(views) < 1:
+        raise ConfigError(f"views must be >= 1, got {views}")
+    policy = None
+    if int(views) > 1:
+        from aft.augment.views import resolve_policy
+
+        policy = resolve_policy(augmentation, split.modality)
     if isinstance(teachers, str | Teacher):
         teachers = [teachers]
     paths = []
@@ -102,7 +121,8 @@ def extract(
         teacher = build_teacher(spec, device=device) if isinstance(spec, str) else spec
         paths.append(
             _extract_one(
-                teacher, split, Path(store_root), int(batch_size), dtype, progress, overwrite, checkpoint_every_s, on_batch
+                teacher, split, Path(store_root), int(batch_size), dtype, progress, overwrite, checkpoint_every_s, on_batch,
+                int(views), policy,
             )
         )
     return paths
@@ -118,6 +138,8 @@ def _extract_one(
     overwrite: bool,
     checkpoint_every_s: float,
     on_batch: BatchCallback | None,
+    num_views: int = 1,
+    policy: AugmentationPolicy | None = None,
 ) -> Path:
     import torch
     from tqdm.auto import tqdm
@@ -128,7 +150,16 @@ def _extract_one(
             f"pick a {split.modality} teacher"
         )
     fingerprint = split.fingerprint()
-    path = store_path(root, teacher.name, split.dataset, split.split, fingerprint)
+    aug_info: dict[str, Any] | None = None
+    views_tag = None
+    if num_views > 1 and policy is not None:
+        from aft.augment.views import policy_tag
+
+        aug_info = _jsonable(policy.config())
+        views_tag = policy_tag(policy, num_views)
+    else:
+        num_views = 1
+    path = store_path(root, teacher.name, split.dataset, split.split, fingerprint, views_tag)
     teacher_info = {
         "name": teacher.name,
         "version": teacher.version,
@@ -148,7 +179,8 @@ def _extract_one(
         "dataset": dataset_info,
         "dim": teacher.dim,
         "dtype": dtype,
-        "num_views": 1,
+        "num_views": num_views,
+        "augmentation": aug_info,
         "batch_size": batch_size,
         "batch_order": order_kind,
     }
@@ -158,7 +190,8 @@ def _extract_one(
             same = (
                 existing.manifest["teacher"] == _jsonable(teacher_info)
                 and existing.dtype == dtype
-                and existing.num_views == 1
+                and existing.num_views == num_views
+                and existing.manifest.get("augmentation") == aug_info
             )
         except Exception:  # noqa: BLE001 - an unreadable store counts as "different"
             same = False
@@ -177,10 +210,11 @@ def _extract_one(
 
     n = len(split)
     order = batch_order(split)
-    num_batches = (n + batch_size - 1) // batch_size
-    writer = FeatureStoreWriter(path, plan, count=n, num_views=1, dim=teacher.dim, dtype=dtype)
+    per_view = (n + batch_size - 1) // batch_size
+    num_batches = per_view * num_views  # units of work, in the order (view, batch)
+    writer = FeatureStoreWriter(path, plan, count=n, num_views=num_views, dim=teacher.dim, dtype=dtype)
     start_batch = min(writer.batches_done, num_batches)
-    rows_done = min(start_batch * batch_size, n)
+    rows_done = (start_batch // per_view) * n + min((start_batch % per_view) * batch_size, n) if per_view else 0
     np_dtype = np.dtype(dtype)
     t0 = time.perf_counter()
     last_ckpt = t0
@@ -188,17 +222,21 @@ def _extract_one(
         with (
             torch.inference_mode(),
             tqdm(
-                total=n,
+                total=n * num_views,
                 initial=rows_done,
                 unit="sample",
-                desc=f"{teacher.name} {split.dataset}/{split.split}",
+                desc=f"{teacher.name} {split.dataset}/{split.split}" + (f" x{num_views} views" if num_views > 1 else ""),
                 disable=not progress,
                 dynamic_ncols=True,
             ) as bar,
         ):
-            for b in range(start_batch, num_batches):
+            for u in range(start_batch, num_batches):
+                view, b = divmod(u, per_view)
                 idx = order[b * batch_size : (b + 1) * batch_size]
-                feats = teacher.encode(_take(split, idx))
+                inputs = _take(split, idx)
+                if view > 0 and policy is not None:
+                    inputs = policy.apply(inputs, [split.ids[i] for i in idx], [view] * idx.size)
+                feats = teacher.encode(inputs)
                 feats = np.asarray(feats)
                 if feats.shape != (idx.size, teacher.dim):
                     raise ConfigError(
@@ -212,19 +250,23 @@ def _extract_one(
                     bad = split.ids[int(idx[np.argmin(finite)])]
                     raw_ok = bool(np.isfinite(feats[np.argmin(finite)]).all())
                     why = "overflows float16; use --dtype float32" if raw_ok else "is NaN/Inf; check that input"
+                    where = f" (view {view})" if num_views > 1 else ""
                     raise NonFiniteError(
-                        f"teacher {teacher.name!r} gave non-finite features for sample {bad!r} of "
+                        f"teacher {teacher.name!r} gave non-finite features for sample {bad!r}{where} of "
                         f"{split.dataset}/{split.split}: the output {why}"
                     )
-                writer.write(idx, block)
+                if num_views == 1:
+                    writer.write(idx, block)
+                else:
+                    writer.write(idx, block, view=view)
                 rows_done += idx.size
                 now = time.perf_counter()
-                if now - last_ckpt >= checkpoint_every_s and b + 1 < num_batches:
-                    writer.checkpoint(b + 1, rows_done)
+                if now - last_ckpt >= checkpoint_every_s and u + 1 < num_batches:
+                    writer.checkpoint(u + 1, rows_done)
                     last_ckpt = now
                 bar.update(idx.size)
                 if on_batch is not None:
-                    on_batch(b + 1, num_batches)
+                    on_batch(u + 1, num_batches)
     except BaseException:
         writer.close()
         raise
@@ -232,7 +274,7 @@ def _extract_one(
     manifest: dict[str, Any] = {
         "teacher": teacher_info,
         "dataset": dataset_info,
-        "augmentation": None,
+        "augmentation": aug_info,
         "extraction": {
             "batch_size": batch_size,
             "batch_order": order_kind,
@@ -244,7 +286,7 @@ def _extract_one(
         },
     }
     writer.finalize(split.ids, manifest)
-    log.info("wrote %d %s features to %s in %.1fs", n, teacher.name, path, elapsed)
+    log.info("wrote %d %s features (%d view(s)) to %s in %.1fs", n, teacher.name, num_views, path, elapsed)
     return path
 
 
