@@ -47,3 +47,14 @@ class NonFiniteError(AftError, FloatingPointError):
 
 class OutputExistsError(AftError, FileExistsError):
     """An output path exists and `--overwrite` was not given."""
+
+
+class DiskFullError(AftError, OSError):
+    """A write failed because the disk (or quota) is full (``errno`` is ENOSPC)."""
+
+    def __str__(self) -> str:  # OSError would prefix "[Errno 28]"
+        return str(self.strerror) if self.strerror else super().__str__()
+
+
+class UnsafePathError(ConfigError):
+    """A path taken from a config or manifest would leave the folder it must stay in."""

@@ -33,6 +33,7 @@ from aft.features._io import atomic_write_bytes, atomic_write_json, fsync_dir, s
 from aft.features.source import TeacherFeatureSource
 
 if TYPE_CHECKING:
+    from aft.augment.views import AugmentationPolicy
     from aft.data.split import DatasetSplit
     from aft.teachers.base import Teacher
 
@@ -261,6 +262,19 @@ class FeatureStore:
                     f"{_short(wanted)} here; re-run `aft extract` for this data"
                 )
 
+    def verify_views(self, num_views: int, augmentation: dict[str, Any] | None) -> None:
+        """Raise `FingerprintMismatchError` unless the store holds `num_views` views made with the
+        policy whose ``config()`` is `augmentation` (``None``: clean inputs only)."""
+        for field, stored, wanted in (
+            ("num_views", self.num_views, int(num_views)),
+            ("augmentation policy", self.manifest.get("augmentation"), _jsonable(augmentation)),
+        ):
+            if stored != wanted:
+                raise FingerprintMismatchError(
+                    f"feature store {self.path} does not match: {field} is {_short(stored)} in the store but "
+                    f"{_short(wanted)} here; extract these views (`aft extract --views K --augment POLICY`)"
+                )
+
     def info(self) -> dict[str, Any]:
         """A flat summary of the manifest (for `aft features info`)."""
         m = self.manifest
@@ -274,6 +288,7 @@ class FeatureStore:
             "fingerprint": m["dataset"]["fingerprint"],
             "count": self.count,
             "num_views": self.num_views,
+            "augmentation": m.get("augmentation"),
             "dim": self.dim,
             "dtype": self.dtype,
             "array_bytes": m["array"]["bytes"],
@@ -351,8 +366,9 @@ def open_features(
     store_root: str | Path,
     teachers: Sequence[str | Teacher],
     split: DatasetSplit,
-    views: bool = False,
+    views: bool | int = False,
     check_finite: bool = True,
+    augmentation: str | AugmentationPolicy | None = None,
 ) -> ConcatenatedFeatures:
     """Find, open and verify each teacher's store for exactly `split`; concatenate them by id.
 
@@ -360,7 +376,11 @@ def open_features(
         store_root: the folder given to `aft extract --store` / `extract(..., store_root)`.
         teachers: teacher names (or `Teacher` objects, which also verifies version/preprocessing).
         split: the split the features must describe (dataset, split name and content fingerprint).
-        views: open the augmented-view stores (``num_views > 1``) instead of the clean ones.
+        views: open the augmented-view stores (``num_views > 1``) instead of the clean ones:
+            ``True`` takes the one views store there is; an int K > 1 requires exactly K views made
+            with `augmentation` (a store with other views or another policy is refused, naming the field).
+        augmentation: the policy (name or object) the views must have been made with; ``None``
+            means the modality default for an int `views`, and "any" for ``views=True``.
 
     Raises:
         FeatureStoreError: a teacher has no store for this split (the message gives the command).
@@ -369,18 +389,55 @@ def open_features(
     if isinstance(teachers, str):
         teachers = [teachers]
     fp = split.fingerprint()
+    want_k = None if isinstance(views, bool) else int(views)
+    if want_k is not None and want_k <= 1:
+        views, want_k = False, None
+    policy = None
+    if views is not False and (want_k is not None or augmentation is not None):
+        from aft.augment.views import resolve_policy
+
+        policy = resolve_policy(augmentation, split.modality)
     sources: dict[str, TeacherFeatureSource] = {}
     for teacher in teachers:
         name = teacher if isinstance(teacher, str) else teacher.name
         if name in sources:
             raise FeatureStoreError(f"teacher {name!r} is listed twice; name each teacher once")
-        path = _find_store(Path(store_root), name, split, fp, views)
+        if want_k is not None and policy is not None:
+            path = _find_views_store(Path(store_root), name, split, fp, want_k, policy)
+        else:
+            path = _find_store(Path(store_root), name, split, fp, bool(views))
         store = FeatureStore.open(path, check_finite=check_finite)
         store.verify(split, teacher)
         if views and store.num_views < 2:
             raise FeatureStoreError(f"{path} holds no augmented views; extract views for teacher {name!r} first")
+        if policy is not None:
+            store.verify_views(want_k if want_k is not None else store.num_views, policy.config())
         sources[name] = store
     return ConcatenatedFeatures(sources)
+
+
+def _find_views_store(
+    root: Path, teacher: str, split: DatasetSplit, fp: str, num_views: int, policy: AugmentationPolicy
+) -> Path:
+    """The store of exactly `num_views` views made with `policy`; another views store is a mismatch."""
+    from aft.augment.views import policy_tag
+
+    path = store_path(root, teacher, split.dataset, split.split, fp, policy_tag(policy, num_views))
+    if is_complete(path):
+        return path
+    base = store_path(root, teacher, split.dataset, split.split, fp)
+    others = sorted(p for p in base.parent.glob(base.name + "-*") if is_complete(p))
+    if others:
+        FeatureStore.open(others[0], check_finite=False).verify_views(num_views, policy.config())
+    hint = (
+        f"run `aft extract --teacher {teacher} --dataset {split.dataset} --split {split.split} "
+        f"--views {num_views} --augment {policy.name}" + (f" --store {root}`" if str(root) else "`")
+    )
+    state = "was interrupted" if (path / PROGRESS).is_file() else "is missing"
+    raise FeatureStoreError(
+        f"the {num_views}-view {policy.name} store of teacher {teacher!r} on {split.dataset}/{split.split} "
+        f"(fingerprint {fp[:12]}) {state}; {hint}"
+    )
 
 
 def _find_store(root: Path, teacher: str, split: DatasetSplit, fp: str, views: bool) -> Path:

@@ -7,6 +7,8 @@ is a pure function of ``(seed, e)``, and the position in the epoch follows from 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from pathlib import Path
@@ -15,41 +17,86 @@ from typing import Any
 import torch
 
 from aft.errors import CheckpointError
-from aft.training.atomic import atomic_write_with
+from aft.training.atomic import atomic_write_json, atomic_write_with
 
 logger = logging.getLogger(__name__)
 
 CURRENT = "checkpoint.pt"
 PREVIOUS = "checkpoint.prev.pt"
+SIDECAR = "checksums.json"
 
 
 def save_checkpoint(folder: str | Path, state: dict[str, Any]) -> Path:
-    """Atomically write `state` as the current checkpoint; the old current becomes the previous one."""
+    """Atomically write `state` as the current checkpoint; the old current becomes the previous one.
+
+    The sha256 of every checkpoint that may sit in the folder is recorded (atomically, before the
+    files are rotated) in ``checksums.json``, so a file corrupted on disk is detected on load at
+    any point of the rotation, and the previous good checkpoint is used instead.
+    """
     d = Path(folder)
     d.mkdir(parents=True, exist_ok=True)
     tmp_target = d / ".checkpoint.new.pt"
     atomic_write_with(tmp_target, lambda p: torch.save(state, str(p)))
+    digest = _sha256(tmp_target)
+    known = [digest] + [h for h in (_known_digest(d, CURRENT), _known_digest(d, PREVIOUS)) if h]
+    atomic_write_json(d / SIDECAR, {"format": "aft-checkpoint-checksums", "sha256": known[:3],
+                                    "current": {"step": int(state.get("step", -1)), "sha256": digest}})
     if (d / CURRENT).exists():
         os.replace(d / CURRENT, d / PREVIOUS)
     os.replace(tmp_target, d / CURRENT)
     return d / CURRENT
 
 
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _recorded(d: Path) -> list[str] | None:
+    """Digests listed in ``checksums.json`` (None when there is no readable sidecar)."""
+    try:
+        data = json.loads((d / SIDECAR).read_text())
+        return [str(h) for h in data["sha256"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _known_digest(d: Path, name: str) -> str | None:
+    """The digest of `name` if it is a checkpoint the sidecar vouches for (else None)."""
+    path, recorded = d / name, _recorded(d)
+    if not path.exists() or recorded is None:
+        return None
+    digest = _sha256(path)
+    return digest if digest in recorded else None
+
+
 def load_checkpoint(folder: str | Path) -> dict[str, Any]:
-    """Load the newest readable checkpoint (current, else previous) with ``weights_only=True``."""
+    """Load the newest intact checkpoint (current, else previous) with ``weights_only=True``.
+
+    A file whose sha256 is not recorded in ``checksums.json`` (truncated, bytes flipped) is skipped
+    with a warning naming it; if no checkpoint is intact, `CheckpointError` says so in one line.
+    """
     d = Path(folder)
+    recorded = _recorded(d)
     errors = []
     for name in (CURRENT, PREVIOUS):
         path = d / name
         if not path.exists():
             continue
         try:
+            if recorded is not None and _sha256(path) not in recorded:
+                raise CheckpointError(f"sha256 does not match {SIDECAR} (the file is truncated or corrupt)")
             return torch.load(str(path), map_location="cpu", weights_only=True)
         except Exception as exc:  # corrupt file: fall back to the previous good one
-            logger.warning("checkpoint %s unreadable (%s); trying the previous one", path, exc)
-            errors.append(f"{name}: {exc}")
+            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            logger.warning("checkpoint %s is unreadable (%s); trying the previous one", path, why)
+            errors.append(f"{name}: {why[:200]}")
     if errors:
-        raise CheckpointError(f"no readable checkpoint in {str(d)!r} ({'; '.join(errors)}); restart without --resume")
+        raise CheckpointError(f"no intact checkpoint in {str(d)!r} ({'; '.join(errors)}); "
+                              "delete the folder's checkpoints and restart without --resume")
     raise CheckpointError(f"no checkpoint in {str(d)!r} to resume from; run without --resume")
 
 

@@ -44,6 +44,9 @@ class TrainConfig:
     beta: float = 1.0
     teachers: list[str] = field(default_factory=list)
     feature_store: str | None = None
+    # augmentation-aware transfer (docs/augmentation.md): views > 1 trains on augmented views
+    views: int = 1
+    augmentation: str | None = None
     # optimization
     optimizer: Literal["adam", "adamw"] = "adam"
     lr: float = 1e-3
@@ -100,6 +103,12 @@ class TrainConfig:
                 raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
         if self.log_every < 1:
             raise ConfigError(f"log_every must be >= 1, got {self.log_every}")
+        if self.views < 1:
+            raise ConfigError(f"views must be >= 1, got {self.views}; 1 trains on clean inputs only")
+        if self.augmentation is not None:
+            from aft.augment import POLICIES
+
+            POLICIES.get(self.augmentation)  # unknown name -> lists the registered policies
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
 
+from aft.augment.views import AugmentationPolicy, draw_views, resolve_policy
 from aft.data.split import DatasetSplit
 from aft.errors import CheckpointError, ConfigError, DataError, OutputExistsError
 from aft.regularizers.base import REGULARIZERS, PrepareContext, Regularizer
@@ -202,6 +203,27 @@ class _Evaluator:
         return correct / n, loss_sum / n
 
 
+def _augmented_inputs(student: Student, split: DatasetSplit, policy: AugmentationPolicy, idx: np.ndarray,
+                      views: np.ndarray) -> torch.Tensor:
+    """Student inputs of samples `idx`, each augmented as view ``views[i]`` and preprocessed."""
+    raw = split.inputs[idx] if isinstance(split.inputs, np.ndarray) else [split.inputs[int(i)] for i in idx]
+    return student.preprocess(policy.apply(raw, [split.ids[int(i)] for i in idx], views))
+
+
+def _check_feature_views(features: Any, num_views: int, policy_config: dict[str, Any]) -> None:
+    """Features must hold >= `num_views` views; stores must have been made with the same policy."""
+    have = int(getattr(features, "num_views", 1))
+    if have < num_views:
+        raise ConfigError(f"views: {num_views} but the teacher features hold {have} view(s); extract them with "
+                          f"`aft extract --views {num_views}` (or lower views)")
+    from aft.features.store import FeatureStore, _jsonable
+
+    stores = list(getattr(features, "sources", {}).values()) or [features]
+    for store in stores:
+        if isinstance(store, FeatureStore) and store.manifest.get("augmentation") != _jsonable(policy_config):
+            store.verify_views(store.num_views, policy_config)  # raises, naming the field
+
+
 def _preprocess(student: Student, split: DatasetSplit, chunk: int = 4096) -> torch.Tensor:
     parts = [student.preprocess(split.inputs[i : i + chunk]) for i in range(0, len(split), chunk)]
     return torch.cat(parts, dim=0) if parts else torch.empty(0)
@@ -288,6 +310,11 @@ def train(
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
         raise DataError(f"label {int(labels.max())} outside [0, {num_classes - 1}]; fix the dataset labels")
 
+    # --- augmented views (the same policy for every method, STL included) ---------------------
+    policy = None
+    if cfg.views > 1:
+        policy = resolve_policy(cfg.augmentation, tr.modality)
+
     # --- teacher features --------------------------------------------------------------------
     if reg_cls.uses_teacher:
         if features is None:
@@ -297,13 +324,16 @@ def train(
             from aft.features import open_features  # type: ignore[attr-defined]
 
             # stores describe the whole named split (its fingerprint), not our subsample
-            features = open_features(cfg.feature_store, cfg.teachers, source_split)
+            features = open_features(cfg.feature_store, cfg.teachers, source_split,
+                                     views=cfg.views if policy is not None else False, augmentation=policy)
         elif cfg.teachers:
             have = set(getattr(features, "column_ranges", {}))
             missing = [t for t in cfg.teachers if t not in have]
             if missing:
                 raise ConfigError(f"teacher {missing[0]!r} not in the given features; available: {', '.join(sorted(have))}")
         check_features_cover(features, tr.ids)
+        if policy is not None:
+            _check_feature_views(features, cfg.views, policy.config())
         teacher_dim = int(features.dim)
         column_ranges = dict(getattr(features, "column_ranges", {}) or {})
     else:
@@ -422,7 +452,13 @@ def train(
             perm, perm_epoch = epoch_permutation(n, cfg.seed, epoch), epoch
         gidx = perm[pos * global_bs : (pos + 1) * global_bs]
         lidx = gidx[info.rank * local_bs : (info.rank + 1) * local_bs]
-        xb = x_tr[lidx].to(device, non_blocking=True)
+        # views: a pure function of (seed, step, position in the global batch) -> resume-safe
+        views_g = draw_views(cfg.seed, step, len(gidx), cfg.views) if policy is not None else None
+        if policy is not None:
+            views_l = views_g[info.rank * local_bs : (info.rank + 1) * local_bs]
+            xb = _augmented_inputs(student, tr, policy, lidx.numpy(), views_l).to(device, non_blocking=True)
+        else:
+            xb = x_tr[lidx].to(device, non_blocking=True)
         yb = labels[lidx].to(device)
         with autocast():
             logits, phi = model(xb)
@@ -430,7 +466,8 @@ def train(
         # the regularizer sees the GLOBAL batch in float32: phi gathered with gradient; psi and
         # labels of the global batch are read locally (no communication)
         phi_g = D.gather_with_grad(phi.float(), info)
-        psi_g = (torch.from_numpy(np.asarray(features.get([ids_tr[i] for i in gidx.tolist()]), dtype=np.float32))
+        psi_g = (torch.from_numpy(np.asarray(features.get([ids_tr[i] for i in gidx.tolist()], views_g),
+                                             dtype=np.float32))
                  .to(device) if reg_cls.uses_teacher else None)
         y_g = labels[gidx].to(device) if info.enabled else yb
         log_now = (step + 1) % cfg.log_every == 0 or step + 1 == total_steps
@@ -520,7 +557,8 @@ def train(
         summary.update({"method": cfg.method, "student": cfg.student, "dataset": tr.dataset, "beta": cfg.beta,
                         "train_size": len(tr), "val_size": len(val) if val is not None else 0,
                         "test_size": len(test_split) if test_split is not None else 0,
-                        "world_size": info.world_size, "device": str(device), "last_metrics": last})
+                        "world_size": info.world_size, "device": str(device), "last_metrics": last,
+                        "views": cfg.views, "augmentation": policy.config() if policy is not None else None})
         atomic_write_json(run_dir / "result.json", summary)
         _log_jsonl(metrics_path, {"step": total_steps, "final": True, "val_accuracy": val_acc, "test_accuracy": test_acc})
     D.barrier(info)

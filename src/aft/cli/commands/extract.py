@@ -37,6 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
     parser.add_argument("--resolution", type=int, default=None,
                         help="input resolution for image teachers (EfficientNet default 112)")
+    parser.add_argument("--views", type=int, default=1, metavar="K",
+                        help="store K views per sample: view 0 clean, views 1..K-1 augmented (default 1; "
+                        "costs K x the extraction; see docs/augmentation.md)")
+    parser.add_argument("--augment", default=None, metavar="POLICY",
+                        help="augmentation policy of the views: image-basic, text-word-dropout, text-crop "
+                        "(default: image-basic for images, text-word-dropout for texts)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace stores made with another teacher version, preprocessing or dtype")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -82,8 +88,9 @@ def run(args: argparse.Namespace) -> int:
     for split_name in splits:
         split = load_split(args.dataset, split_name, args.limit, args.seed, **options)
         paths = extract(teachers, split, store, batch_size=args.batch_size, dtype=args.dtype,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, views=args.views, augmentation=args.augment)
         for teacher, path in zip(teachers, paths, strict=True):
-            print(f"{teacher.name} {split.dataset}/{split.split} ({len(split)} samples, dim {teacher.dim}): {path}")
+            views = f", {args.views} views" if args.views > 1 else ""
+            print(f"{teacher.name} {split.dataset}/{split.split} ({len(split)} samples{views}, dim {teacher.dim}): {path}")
     sys.stdout.flush()
     return 0

@@ -27,6 +27,9 @@ _FLAGS: list[tuple[str, str, type, str]] = [
     ("--lr", "lr", float, "student learning rate"),
     ("--seed", "seed", int, "random seed"),
     ("--train-limit", "train_limit", int, "stratified subsample of the training split"),
+    ("--views", "views", int, "augmented views per sample (1 = clean only; see docs/augmentation.md)"),
+    ("--augment", "augmentation", str, "augmentation policy for views > 1: image-basic, text-word-dropout, "
+     "text-crop (default by modality)"),
     ("--select", "select", str, "keep the last or the best-validation weights (last|best)"),
     ("--device", "device", str, "cpu|cuda|mps|auto"),
     ("--precision", "precision", str, "fp32|bf16|fp16 (autocast on GPU)"),
