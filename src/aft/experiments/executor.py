@@ -2,7 +2,10 @@
 
 Teacher features are extracted once per suite for a seeded *pool* of training samples and for the
 (test) evaluation split; every run subsamples its labeled training set from the pool with its own
-seed, so no run ever triggers a new extraction.
+seed, so no run ever triggers a new extraction. Suites with ``views: [1, 4, 8]`` also extract the
+pool's augmented views once, for the largest K (view k depends only on (policy, sample id, k), so
+the first 4 views of the 8-view store are exactly a 4-view store); runs with K views draw from views
+0..K-1 of it, and STL runs with K views get the same augmentation without teacher features.
 """
 
 from __future__ import annotations
@@ -60,6 +63,8 @@ class TrainingExecutor:
         default_factory=dict, init=False, repr=False
     )
     _teacher_cost: dict[str, dict[str, float]] = field(default_factory=dict, init=False, repr=False)
+    _view_features: dict[tuple[str, ...], ConcatenatedFeatures] = field(default_factory=dict, init=False, repr=False)
+    view_extraction: dict[str, dict[str, float]] = field(default_factory=dict, init=False, repr=False)
 
     # ---------------------------------------------------------------------------------------------
     def data(self) -> SuiteData:
@@ -95,7 +100,25 @@ class TrainingExecutor:
             extract([t], d.pool, self.store_root, progress=self.progress)
             if self.suite.probe:
                 extract([t], d.test, self.store_root, progress=self.progress)
+            if self.max_views() > 1:
+                t0 = time.perf_counter()
+                extract([t], d.pool, self.store_root, progress=self.progress, views=self.max_views(),
+                        augmentation=self.suite.augmentation)
+                self.view_extraction[teacher] = {"views": float(self.max_views()), "seconds": time.perf_counter() - t0}
             self._teacher_cost.setdefault(teacher, _teacher_cost(t, d.pool))
+
+    def max_views(self) -> int:
+        """The largest number of views any run of the suite uses (1: no augmented views)."""
+        return max([1, *self.suite.views])
+
+    def view_features(self, teachers: tuple[str, ...]) -> ConcatenatedFeatures:
+        """The pool's augmented-view features (``max_views()`` views) for a teacher set."""
+        if teachers not in self._view_features:
+            self._view_features[teachers] = open_features(
+                self.store_root, list(teachers), self.data().pool, views=self.max_views(),
+                augmentation=self.suite.augmentation,
+            )
+        return self._view_features[teachers]
 
     def features(self, teachers: tuple[str, ...]) -> tuple[ConcatenatedFeatures, ConcatenatedFeatures | None]:
         """(pool features, test features) for a teacher set, id-aligned and concatenated."""
@@ -127,13 +150,17 @@ class TrainingExecutor:
                 "beta": job.beta,
                 "teachers": list(job.teachers),
                 "seed": job.seed,
+                "views": job.views,
+                "augmentation": self.suite.augmentation if job.views > 1 else None,
                 "device": self.device,
                 "output": None,
                 "progress": False,
                 "tensorboard": False,
             }
         )
-        features = self.features(job.teachers)[0] if job.teachers else None
+        features = None
+        if job.teachers:
+            features = self.view_features(job.teachers) if job.views > 1 else self.features(job.teachers)[0]
         test = d.test if job.phase == "final" else None
         t0 = time.perf_counter()
         result = train(cfg, features=features, train_split=train_split, test_split=test)

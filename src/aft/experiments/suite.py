@@ -99,7 +99,8 @@ class SuiteConfig:
         return cls.from_dict(data)
 
     def quick(self) -> SuiteConfig:
-        """A reduced grid for smoke runs: one student, teacher set, size and seed; 2 betas."""
+        """A reduced grid for smoke runs: one student, teacher set, size and seed; 2 betas; views 1 and
+        the smallest K > 1 the suite compares (if any)."""
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data.update(
             name=f"{self.name}-quick",
@@ -113,7 +114,7 @@ class SuiteConfig:
             test_limit=min(self.test_limit or 1000, 1000),
             seeds=self.seeds[:1],
             beta_grid=[1.0, 10.0],
-            views=[1],
+            views=[1] + sorted(v for v in self.views if v > 1)[:1],  # keep one augmented setting
             train={**self.train, "steps": min(int(self.train.get("steps", 200)), 150)},
         )
         return SuiteConfig.from_dict(data)

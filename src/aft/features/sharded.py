@@ -51,6 +51,7 @@ from aft.features.store import (
     is_complete,
     store_path,
 )
+from aft.paths import safe_join
 from aft.teachers.base import Teacher, build_teacher
 
 log = logging.getLogger(__name__)
@@ -126,7 +127,7 @@ def open_shards(path: Path, manifest: dict[str, Any], count: int, views: int, di
     parts, rows_seen = [], 0
     itemsize = np.dtype(dtype).itemsize
     for entry in manifest["shards"]:
-        file = path / entry["file"]
+        file = safe_join(path, entry["file"])
         n = int(entry["count"])
         if list(entry["rows"]) != [rows_seen, rows_seen + n]:
             raise FeatureStoreError(f"{path / MANIFEST}: shard {entry['file']} has rows {entry['rows']}, expected "
@@ -156,7 +157,7 @@ def verify_shard_checksums(store: FeatureStore) -> None:
     for s in store.manifest["shards"]:
         entries += [(s["file"], s["sha256"]), (s["ids_file"], s["ids_sha256"])]
     for name, want in entries:
-        file = store.path / name
+        file = safe_join(store.path, name)
         digest = sha256_file(file)
         if digest != want:
             raise FeatureStoreError(
@@ -472,5 +473,34 @@ def _finalize(
     log.info("finalized %d shards of %s features in %s", world, teacher.name, path)
 
 
-__all__ = ["ShardedArray", "extract_distributed", "init_distributed", "open_shards", "rank_batches", "shard_name",
-           "verify_shard_checksums"]
+
+
+def check_distributed_args(nproc: int, views: int = 1) -> None:
+    """Refuse options that sharded extraction does not support (one line, naming the fix)."""
+    if nproc < 1:
+        raise ConfigError(f"--nproc must be >= 1, got {nproc}")
+    if views > 1:
+        raise ConfigError("distributed extraction writes clean features only; extract --views in one process")
+
+
+def relaunch_under_torchrun(nproc: int, argv: Sequence[str] | None = None) -> int:
+    """Run ``python -m torch.distributed.run --standalone --nproc-per-node N -m aft <argv without --nproc>``."""
+    import subprocess
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cleaned, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            cleaned.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={int(nproc)}",
+           "-m", "aft", *cleaned]
+    return subprocess.call(cmd)
+
+
+__all__ = ["ShardedArray", "check_distributed_args", "extract_distributed", "init_distributed", "open_shards",
+           "rank_batches", "relaunch_under_torchrun", "shard_name", "verify_shard_checksums"]

@@ -31,6 +31,7 @@ import numpy as np
 from aft.errors import FeatureStoreError, FingerprintMismatchError, NonFiniteError
 from aft.features._io import atomic_write_bytes, atomic_write_json, fsync_dir, sha256_file
 from aft.features.source import TeacherFeatureSource
+from aft.paths import disk_full_as_error, safe_join
 
 if TYPE_CHECKING:
     from aft.augment.views import AugmentationPolicy
@@ -46,6 +47,8 @@ ARRAY = "features.bin"
 IDS = "ids.json"
 PROGRESS = "progress.json"
 DTYPES = ("float16", "float32")
+#: arrays up to this size are re-hashed by every `open_features` (larger ones: `verify_checksum()` / `--verify`)
+VERIFY_ON_OPEN_BYTES = 64 << 20
 
 
 def _slug(text: str) -> str:
@@ -140,11 +143,24 @@ class FeatureStore:
         if dtype not in DTYPES:
             raise FeatureStoreError(f"{path / MANIFEST}: unsupported dtype {dtype!r}")
         count, views, dim = int(manifest["count"]), int(manifest["num_views"]), int(manifest["dim"])
-        ids_file = path / manifest["ids"]["file"]
+        ids_file = safe_join(path, manifest["ids"]["file"])  # a manifest never points outside its store
         ids = _read_json(ids_file, "ids file")
         if not isinstance(ids, list) or len(ids) != count:
             raise FeatureStoreError(f"{ids_file} holds {len(ids) if isinstance(ids, list) else '?'} ids, manifest says {count}; re-run `aft extract`")
-        array_file = path / manifest["array"]["file"]
+        if manifest["ids"].get("sha256") not in (None, sha256_file(ids_file)):
+            raise FeatureStoreError(f"{ids_file} fails its sha256 check; the file is corrupt: re-run `aft extract --overwrite`")
+        if len(set(ids)) != count:
+            raise FeatureStoreError(f"{ids_file} lists a sample id twice; the store is corrupt: re-run `aft extract --overwrite`")
+        if manifest.get("shards"):  # written by distributed extraction: one array file per rank
+            from aft.features.sharded import open_shards
+
+            store = cls(path, manifest, ids, open_shards(path, manifest, count, views, dim, dtype))  # type: ignore[arg-type]
+            if count * views * dim * np.dtype(dtype).itemsize <= VERIFY_ON_OPEN_BYTES:
+                store.verify_checksum()
+            if check_finite:
+                store.check_finite(sample=64)
+            return store
+        array_file = safe_join(path, manifest["array"]["file"])
         expected = count * views * dim * np.dtype(dtype).itemsize
         try:
             actual = array_file.stat().st_size
@@ -193,6 +209,8 @@ class FeatureStore:
             if v.size and (v.min() < 0 or v.max() >= self.num_views):
                 raise FeatureStoreError(f"view index out of range: {self.path} holds {self.num_views} view(s)")
         flat_rows = rows * self.num_views + (0 if v is None else v)
+        if not isinstance(self._array, np.ndarray):  # a ShardedArray (distributed extraction)
+            return self._array.take_flat(flat_rows).astype(np.float32, copy=False)
         flat = np.asarray(self._array).reshape(-1, self.dim)
         out = np.empty((rows.size, self.dim), dtype=np.float32)
         if self.dtype == "float32":
@@ -221,9 +239,14 @@ class FeatureStore:
 
     def verify_checksum(self) -> None:
         """Re-hash the array and ids files and compare with the manifest (reads the whole array)."""
+        if self.manifest.get("shards"):
+            from aft.features.sharded import verify_shard_checksums
+
+            verify_shard_checksums(self)
+            return
         for key in ("array", "ids"):
             entry = self.manifest[key]
-            file = self.path / entry["file"]
+            file = safe_join(self.path, entry["file"])
             digest = sha256_file(file)
             if digest != entry["sha256"]:
                 raise FeatureStoreError(
@@ -407,6 +430,8 @@ def open_features(
         else:
             path = _find_store(Path(store_root), name, split, fp, bool(views))
         store = FeatureStore.open(path, check_finite=check_finite)
+        if not store.manifest.get("shards") and int(store.manifest["array"].get("bytes", 0)) <= VERIFY_ON_OPEN_BYTES:
+            store.verify_checksum()  # small stores: flipped bytes are caught whenever training opens them
         store.verify(split, teacher)
         if views and store.num_views < 2:
             raise FeatureStoreError(f"{path} holds no augmented views; extract views for teacher {name!r} first")
@@ -532,13 +557,15 @@ class FeatureStoreWriter:
 
     def _pwrite(self, data: bytes, offset: int) -> None:
         view = memoryview(data)
-        while view:
-            n = os.pwrite(self._fd, view, offset)
-            view, offset = view[n:], offset + n
+        with disk_full_as_error(self.path / ARRAY):
+            while view:
+                n = os.pwrite(self._fd, view, offset)
+                view, offset = view[n:], offset + n
 
     def checkpoint(self, batches_done: int, rows_done: int) -> None:
         """Flush written data to disk, then atomically record the resume point."""
-        os.fsync(self._fd)
+        with disk_full_as_error(self.path / ARRAY):
+            os.fsync(self._fd)
         self.batches_done, self.rows_done = int(batches_done), int(rows_done)
         atomic_write_json(
             self.path / PROGRESS, {"plan": self.plan, "batches_done": self.batches_done, "rows_done": self.rows_done}

@@ -22,6 +22,26 @@ def state_for_safetensors(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}
 
 
+def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
+    """``safetensors.torch.save`` with the metadata keys in sorted order, so equal content gives equal bytes.
+
+    (safetensors serializes metadata from a hash map whose order changes from process to process.)
+    """
+    from safetensors.torch import save
+
+    data = save(tensors, metadata=metadata)
+    if not metadata:
+        return data
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n])
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps({"__metadata__": header.pop("__metadata__"), **header}, separators=(",", ":"),
+                      ensure_ascii=False).encode()
+    if len(text) > n:  # pragma: no cover - reordering never changes the length
+        return data
+    return data[:8] + text + b" " * (n - len(text)) + data[8 + n :]
+
+
 def save_student(student: Student, run_dir: str | Path, *, extra: dict[str, Any] | None = None) -> None:
     """Write ``student.safetensors`` and ``student.json`` into `run_dir` (atomically)."""
     from aft.training.atomic import atomic_write_json, atomic_write_with  # lazy: aft.training imports us
@@ -72,4 +92,4 @@ def load_student(run_dir: str | Path, *, module: nn.Module | None = None, map_lo
     return student.eval()
 
 
-__all__ = ["load_student", "save_student", "state_for_safetensors"]
+__all__ = ["load_student", "safetensors_bytes", "save_student", "state_for_safetensors"]

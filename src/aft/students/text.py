@@ -217,12 +217,14 @@ def _minilm_student(num_classes: int, max_len: int = 128, path: str | None = Non
     return student
 
 
-def _hf_student(num_classes: int, model_id: str, max_len: int = 128) -> TransformerStudent:
+def _hf_student(num_classes: int, model_id: str, max_len: int = 128, trust_remote_code: bool = False) -> TransformerStudent:
+    """``hf:<id>``; `trust_remote_code` (never saved with the run) lets the model run its own Python code."""
     from transformers import AutoModel, AutoTokenizer
 
+    kw = {"trust_remote_code": trust_remote_code is True}
     try:
-        model = AutoModel.from_pretrained(model_id)
-        tok = AutoTokenizer.from_pretrained(model_id)
+        model = AutoModel.from_pretrained(model_id, **kw)
+        tok = AutoTokenizer.from_pretrained(model_id, **kw)
     except OSError as exc:
         raise ConfigError(f"cannot load hf model {model_id!r}: {exc}") from None
     return TransformerStudent(num_classes, model, tok, max_len, {"model_id": model_id, "max_len": max_len}, "hf")

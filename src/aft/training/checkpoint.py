@@ -38,8 +38,9 @@ def save_checkpoint(folder: str | Path, state: dict[str, Any]) -> Path:
     tmp_target = d / ".checkpoint.new.pt"
     atomic_write_with(tmp_target, lambda p: torch.save(state, str(p)))
     digest = _sha256(tmp_target)
-    known = [digest] + [h for h in (_known_digest(d, CURRENT), _known_digest(d, PREVIOUS)) if h]
-    atomic_write_json(d / SIDECAR, {"format": "aft-checkpoint-checksums", "sha256": known[:3],
+    # the new file plus what the current and previous files may hold (rotation can be interrupted)
+    known = [digest] + [h for h in (_recorded(d) or [])[:2] if h != digest]
+    atomic_write_json(d / SIDECAR, {"format": "aft-checkpoint-checksums", "sha256": known,
                                     "current": {"step": int(state.get("step", -1)), "sha256": digest}})
     if (d / CURRENT).exists():
         os.replace(d / CURRENT, d / PREVIOUS)
@@ -62,15 +63,6 @@ def _recorded(d: Path) -> list[str] | None:
         return [str(h) for h in data["sha256"]]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-
-
-def _known_digest(d: Path, name: str) -> str | None:
-    """The digest of `name` if it is a checkpoint the sidecar vouches for (else None)."""
-    path, recorded = d / name, _recorded(d)
-    if not path.exists() or recorded is None:
-        return None
-    digest = _sha256(path)
-    return digest if digest in recorded else None
 
 
 def load_checkpoint(folder: str | Path) -> dict[str, Any]:

@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
 from torch import nn
 
 from aft.augment.views import AugmentationPolicy, draw_views, resolve_policy
@@ -31,10 +30,10 @@ from aft.data.split import DatasetSplit
 from aft.errors import CheckpointError, ConfigError, DataError, OutputExistsError
 from aft.regularizers.base import REGULARIZERS, PrepareContext, Regularizer
 from aft.students.base import Student, build_student
-from aft.students.io import save_student, state_for_safetensors
+from aft.students.io import safetensors_bytes, save_student, state_for_safetensors
 from aft.students.module import ModuleStudent
 from aft.training import distributed as D
-from aft.training.atomic import atomic_write_bytes, atomic_write_json, atomic_write_with
+from aft.training.atomic import atomic_write_bytes, atomic_write_json
 from aft.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from aft.training.config import TrainConfig
 from aft.training.data import carve_validation, check_features_cover, load_named_split, subsample
@@ -550,9 +549,8 @@ def train(
     if run_dir is not None and info.is_main:
         save_student(student, run_dir, extra={"method": cfg.method, "dataset": tr.dataset})
         reg_state = state_for_safetensors(reg)
-        atomic_write_with(run_dir / "regularizer.safetensors",
-                          lambda p: save_file(reg_state, str(p), metadata={"method": cfg.method,
-                                                                           "column_ranges": json.dumps(column_ranges)}))
+        atomic_write_bytes(run_dir / "regularizer.safetensors",  # sorted metadata: same run, same bytes
+                           safetensors_bytes(reg_state, {"method": cfg.method, "column_ranges": json.dumps(column_ranges)}))
         summary = result.to_json()
         summary.update({"method": cfg.method, "student": cfg.student, "dataset": tr.dataset, "beta": cfg.beta,
                         "train_size": len(tr), "val_size": len(val) if val is not None else 0,

@@ -20,7 +20,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "selected configuration is evaluated once on test with every seed. Teacher features are extracted once "
         "and cached; runs already in the records file are skipped, so an interrupted comparison continues.",
     )
-    p.add_argument("suite", help="a built-in suite (fashion-mnist, spam-assassin, demo) or a suite YAML file")
+    p.add_argument("suite", help="a built-in suite (fashion-mnist, fashion-mnist-views, spam-assassin, demo) or a suite YAML file")
     p.add_argument("--quick", action="store_true", help="a reduced grid (one student/teacher/size/seed, 2 betas)")
     p.add_argument("--records", metavar="FILE", default=None,
                    help="JSON-lines records file (default: results/<suite>/records.jsonl)")

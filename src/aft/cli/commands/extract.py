@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from functools import partial
 from typing import Any
 
 DEFAULT_STORE = "features"
@@ -46,6 +47,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace stores made with another teacher version, preprocessing or dtype")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--nproc", type=int, default=1, metavar="N",
+                        help="extraction processes (relaunches under torchrun; each writes its own shard)")
+    parser.add_argument("--partition", choices=("contiguous", "strided"), default="contiguous",
+                        help="how batches are split over processes (default contiguous)")
     parser.set_defaults(func=run)
     return parser
 
@@ -79,6 +84,18 @@ def run(args: argparse.Namespace) -> int:
     from aft.features import extract
     from aft.teachers import build_teacher
 
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if args.nproc > 1 and not distributed:
+        from aft.features.sharded import relaunch_under_torchrun
+
+        return relaunch_under_torchrun(args.nproc)
+    if distributed or args.nproc < 1:
+        from aft.features.sharded import check_distributed_args, extract_distributed, init_distributed
+
+        check_distributed_args(args.nproc, args.views)
+        init_distributed(args.device)
+        extract = partial(extract_distributed, partition=args.partition)  # noqa: F811 - one shard per rank
+
     store = args.store or os.environ.get("AFT_FEATURE_STORE") or DEFAULT_STORE
     splits = args.split or ["train"]
     teachers = [build_teacher(name, device=args.device, resolution=args.resolution)
@@ -87,8 +104,11 @@ def run(args: argparse.Namespace) -> int:
     options = parse_options(args.data_option)
     for split_name in splits:
         split = load_split(args.dataset, split_name, args.limit, args.seed, **options)
+        kw = {"views": args.views, "augmentation": args.augment} if not distributed else {}
         paths = extract(teachers, split, store, batch_size=args.batch_size, dtype=args.dtype,
-                        progress=not args.no_progress, views=args.views, augmentation=args.augment)
+                        progress=not args.no_progress, **kw)
+        if int(os.environ.get("RANK", "0")) != 0:
+            continue
         for teacher, path in zip(teachers, paths, strict=True):
             views = f", {args.views} views" if args.views > 1 else ""
             print(f"{teacher.name} {split.dataset}/{split.split} ({len(split)} samples{views}, dim {teacher.dim}): {path}")

@@ -1,1 +1,1 @@
-"""Committed suite configs: `fashion-mnist`, `spam-assassin` and the `demo`."""
+"""Committed suite configs: `fashion-mnist`, `fashion-mnist-views`, `spam-assassin` and the `demo`."""
