@@ -8,11 +8,11 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
-
-from _rel_helpers import assert_run_files_intact, assert_store_readable_or_incomplete
+from _rel_helpers import assert_run_files_intact, assert_store_readable_or_incomplete, install_kill
 
 from aft.cli.main import main
 
@@ -33,13 +33,39 @@ def train_args(store: Path, out: Path) -> list[str]:
             "--set", "tensorboard=false", "--device", "cpu", "--no-progress", "--output", str(out)]
 
 
-def killed(args: list[str], plan: str, cwd: Path) -> None:
-    """Run the CLI in a subprocess with the kill point `plan` armed; it must die by SIGKILL."""
-    env = {**os.environ, "AFT_TEST_KILL": plan, "AFT_TEST_CKPT_S": "0", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(REPO / "src")}
-    proc = subprocess.run([sys.executable, str(DRIVER), *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == -signal.SIGKILL, f"{plan}: exit {proc.returncode}\n{proc.stderr[-2000:]}"
+def killed(args: list[str], plan: str, cwd: Path, spawn: bool = False) -> None:
+    """Run the CLI in a child process with the kill point `plan` armed; it must die by SIGKILL.
+
+    By default the child is forked from this process (torch already imported: fast); with
+    `spawn` it is a fresh interpreter running `_driver.py` (the real command-line path).
+    """
+    if spawn:
+        env = {**os.environ, "AFT_TEST_KILL": plan, "AFT_TEST_CKPT_S": "0", "OMP_NUM_THREADS": "1",
+               "PYTHONPATH": str(REPO / "src")}
+        proc = subprocess.run([sys.executable, str(DRIVER), *args], cwd=cwd, env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == -signal.SIGKILL, f"{plan}: exit {proc.returncode}\n{proc.stderr[-2000:]}"
+        return
+    pid = os.fork()
+    if pid == 0:  # child: arm the kill point, run the command; reaching the end is a failure (exit 3)
+        code = 3
+        try:
+            sys.modules["aft.features.extract"].extract.__kwdefaults__["checkpoint_every_s"] = 0.0
+            install_kill(plan)
+            main(args)
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 120
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail(f"{plan}: the child did not finish in time")
+        time.sleep(0.02)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, f"{plan}: status {status}"
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +92,7 @@ def store_files(store_root: Path) -> Path:
 def test_extract_killed_then_rerun_is_byte_identical(tmp_path, reference, plan):
     _, ref_store, _ = reference
     store_root = tmp_path / "store"
-    killed(extract_args(store_root), plan, tmp_path)
+    killed(extract_args(store_root), plan, tmp_path, spawn=False)
     path = store_files(store_root)
     assert not (path / "manifest.json").exists()  # an interrupted store never looks complete
     assert_store_readable_or_incomplete(store_root)
@@ -89,7 +115,7 @@ def test_train_killed_then_rerun_is_bit_identical(tmp_path, reference, plan, rer
     store_root, _, ref_run = reference
     run = tmp_path / "run"
     args = train_args(store_root, run)
-    killed(args, plan, tmp_path)
+    killed(args, plan, tmp_path, spawn=plan == "step:6")
     assert_run_files_intact(run)
     assert not (run / "result.json").exists()
     if rerun == "overwrite":  # nothing to resume from: --resume says so, --overwrite starts again

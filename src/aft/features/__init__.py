@@ -1,6 +1,7 @@
 """Teacher features: streaming extraction and the verified, memory-mapped `FeatureStore`."""
 
 from aft.features.extract import batch_order, extract
+from aft.features.sharded import extract_distributed
 from aft.features.source import InMemoryFeatures, TeacherFeatureSource
 from aft.features.store import (
     ConcatenatedFeatures,
@@ -19,6 +20,7 @@ __all__ = [
     "TeacherFeatureSource",
     "batch_order",
     "extract",
+    "extract_distributed",
     "is_complete",
     "open_features",
     "store_path",

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from torch import nn
 
 from aft.errors import CheckpointError
@@ -44,14 +46,15 @@ def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]
 
 def save_student(student: Student, run_dir: str | Path, *, extra: dict[str, Any] | None = None) -> None:
     """Write ``student.safetensors`` and ``student.json`` into `run_dir` (atomically)."""
-    from aft.training.atomic import atomic_write_json, atomic_write_with  # lazy: aft.training imports us
+    from aft.training.atomic import atomic_write_bytes, atomic_write_json  # lazy: aft.training imports us
 
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
-    tensors = state_for_safetensors(student)
-    atomic_write_with(run / WEIGHTS, lambda p: save_file(tensors, str(p)))
+    data = safetensors_bytes(state_for_safetensors(student))
+    atomic_write_bytes(run / WEIGHTS, data)
     meta = student.config()
     meta.update(extra or {})
+    meta["weights_sha256"] = hashlib.sha256(data).hexdigest()  # load_student detects flipped bytes
     atomic_write_json(run / CONFIG, meta)
 
 
@@ -72,9 +75,13 @@ def load_student(run_dir: str | Path, *, module: nn.Module | None = None, map_lo
         raise CheckpointError(f"{str(run)!r} holds no saved student ({CONFIG} + {WEIGHTS}); train one first")
     try:
         cfg = json.loads(cfg_path.read_text())
+        digest = cfg.get("weights_sha256")
+        if digest is not None and hashlib.sha256(w_path.read_bytes()).hexdigest() != digest:
+            raise ValueError(f"{WEIGHTS} fails its sha256 check: the file is truncated or corrupt")
         state = load_file(str(w_path), device=map_location)
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"saved student in {str(run)!r} is unreadable ({exc}); retrain it") from None
+    except (OSError, ValueError, SafetensorError) as exc:
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"saved student in {str(run)!r} is unreadable ({why}); retrain it") from None
     options = dict(cfg.get("options") or {})
     if cfg["name"] == "module":
         if module is None:

@@ -338,7 +338,11 @@ def train(
     else:
         teacher_dim, column_ranges = 0, {}
 
-    # --- output folder -----------------------------------------------------------------------
+    # --- output folder (names are checked first: --overwrite must not clear a run for a typo) ----
+    if student_module is None and cfg.student != "module":
+        from aft.students.base import STUDENTS, resolve_name
+
+        STUDENTS.get(resolve_name(cfg.student, {})[0])
     run_dir, resuming = _prepare_output(cfg, info)
 
     # --- student + regularizer (seeded) -------------------------------------------------------
@@ -444,7 +448,8 @@ def train(
     model.train()
     perm_epoch, perm = -1, torch.empty(0, dtype=torch.long)
     val_acc: float | None = None
-    last: dict[str, float] = {}
+    # the last logged record survives a resume (a run killed after its final checkpoint trains no step)
+    last: dict[str, float] = dict(state.get("last") or {}) if resuming and ckpt_dir is not None else {}
     for step in range(start_step, total_steps):
         epoch, pos = divmod(step, steps_per_epoch)
         if epoch != perm_epoch:
@@ -519,6 +524,7 @@ def train(
                 "step": done, "student": _cpu_state(student), "regularizer": _cpu_state(reg),
                 "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state(),
                 "best_acc": best_acc, "best_step": best_step, "best": best_state, "config_hash": _config_hash(cfg),
+                "last": last,
             })
         if on_step is not None:
             on_step(done, record)

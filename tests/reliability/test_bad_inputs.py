@@ -1,0 +1,443 @@
+"""The bad-input matrix: one test per row, across the CLI and the Python API.
+
+Every row must give ONE line naming the problem and the fix: exit code 2 and no traceback from
+the CLI (``aft: error: ...``), a typed `AftError` subclass from the API; and nothing half written
+(no run folder, no complete-looking store, no manifest). `ROWS` also generates the table in
+docs/bad-inputs.md (regenerate with ``python tests/reliability/test_bad_inputs.py``).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from aft import errors as E
+from aft.cli.main import main
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "bad-inputs.md"
+#: names that make a folder look like a finished store / run: never left behind by a refused input
+COMPLETE_MARKS = {"manifest.json", "result.json", "student.safetensors", "student.json", "config.yaml", "ids.json"}
+
+
+@dataclass(frozen=True)
+class Row:
+    id: str
+    where: str                      # "cli" or "api"
+    input: str                      # what is wrong (for the doc table)
+    error: type[E.AftError]         # the typed error (API) / the one the CLI reports
+    message: str                    # regex the one-line message must match
+    run: Callable[[Path], Any]      # cli: tmp -> argv;  api: tmp -> None (raises)
+    leaves_incomplete: bool = False  # an interrupted-looking store (progress.json, no manifest) may remain
+    patch: Callable[[pytest.MonkeyPatch], None] | None = None  # e.g. simulate a full disk
+
+
+# ------------------------------------------------------------------------------ builders
+def write(path: Path, data: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, bytes):
+        path.write_bytes(data)
+    else:
+        path.write_text(data)
+    return path
+
+
+def extract_csv(content: str | bytes | None, *extra: str) -> Callable[[Path], list[str]]:
+    def make(tmp: Path) -> list[str]:
+        f = tmp / "data" / "train.csv"
+        if content is not None:
+            write(f, content)
+        return ["extract", "--teacher", "rp-text", "--dataset", "csv", "--data-option", f"path={f}",
+                "--store", str(tmp / "store"), "--no-progress", *extra]
+    return make
+
+
+def extract_images(files: dict[str, Callable[[Path], None]]) -> Callable[[Path], list[str]]:
+    def make(tmp: Path) -> list[str]:
+        for rel, maker in files.items():
+            p = tmp / "imgs" / "train" / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            maker(p)
+        return ["extract", "--teacher", "rp-image", "--dataset", "imagefolder", "--data-option",
+                f"path={tmp / 'imgs'}", "--store", str(tmp / "store"), "--no-progress"]
+    return make
+
+
+def png(size: tuple[int, int], mode: str = "L") -> Callable[[Path], None]:
+    def make(p: Path) -> None:
+        from PIL import Image
+
+        Image.new(mode, size, color=0 if mode == "L" else (1, 2, 3)).save(p)
+    return make
+
+
+def extract_digits(teacher: str = "rp-image", *extra: str) -> Callable[[Path], list[str]]:
+    return lambda tmp: ["extract", "--teacher", teacher, "--dataset", "digits", "--split", "test",
+                        "--store", str(tmp / "store"), "--no-progress", *extra]
+
+
+def train(*extra: str) -> Callable[[Path], list[str]]:
+    return lambda tmp: ["train", "--dataset", "digits", "--method", "none", "--steps", "2", "--batch-size", "16",
+                        "--train-limit", "40", "--set", "tensorboard=false", "--device", "cpu", "--no-progress",
+                        "--output", str(tmp / "run"), *extra]
+
+
+def train_cfg(yaml_text: str) -> Callable[[Path], list[str]]:
+    def make(tmp: Path) -> list[str]:
+        return [*train()(tmp), "--config", str(write(tmp / "cfg.yaml", yaml_text))]
+    return make
+
+
+def train_with_store(teachers: str) -> Callable[[Path], list[str]]:
+    """A store holding rp-image features of digits/test only, then training on digits/train."""
+    def make(tmp: Path) -> list[str]:
+        assert main(extract_digits()(tmp)) == 0
+        return [*train()(tmp)[:-2], "--method", "aft", "--teachers", teachers, "--features", str(tmp / "store"),
+                "--output", str(tmp / "run")]
+    return make
+
+
+def train_into_existing(tmp: Path) -> list[str]:
+    write(tmp / "run" / "notes.txt", "my earlier results")
+    return train()(tmp)
+
+
+def overwrite_with_typo(tmp: Path) -> list[str]:
+    assert main(train()(tmp)) == 0
+    return [*train("--overwrite", "--student", "cnn-smal")(tmp)]
+
+
+def extract_other_dtype(tmp: Path) -> list[str]:
+    assert main(extract_digits()(tmp)) == 0
+    return extract_digits("rp-image", "--dtype", "float32")(tmp)
+
+
+def no_space_left(mp: pytest.MonkeyPatch) -> None:
+    def no_space(*_: Any, **__: Any) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    mp.setattr(os, "pwrite", no_space)  # the store writer's positioned writes fail as on a full disk
+
+
+# ------------------------------------------------------------------------------ API callables
+def digits_test():
+    from aft.data import load_split
+
+    return load_split("digits", "test")
+
+
+def api_store(tmp: Path):
+    from aft.features import extract
+    from aft.teachers import build_teacher
+
+    split = digits_test()
+    extract(build_teacher("rp-image"), split, tmp / "store", progress=False)
+    return split
+
+
+def api_unseen_class(tmp: Path) -> None:
+    from aft.data import load_split
+
+    f = write(tmp / "d" / "train.csv", "text,label\ngood film,pos\nmeh,neutral\n")
+    load_split("csv", "train", path=str(f), class_names=["neg", "pos"])
+
+
+def api_subsample_too_many(tmp: Path) -> None:
+    from aft.data import stratified_subsample
+
+    stratified_subsample(digits_test(), 5000, seed=0)
+
+
+def api_other_dataset(tmp: Path) -> None:
+    from aft.features import FeatureStore
+
+    api_store(tmp)
+    (path,) = [p.parent for p in tmp.rglob("manifest.json")]
+    from aft.data import load_split
+
+    FeatureStore.open(path).verify(load_split("digits", "train"))
+
+
+def api_other_teacher(tmp: Path) -> None:
+    from aft.features import open_features
+    from aft.teachers import build_teacher
+
+    split = api_store(tmp)
+    open_features(tmp / "store", [build_teacher("rp-image-v2")], split)
+
+
+def api_wrong_dim(tmp: Path) -> None:
+    from aft.features import open_features
+    from aft.teachers import CallableTeacher
+
+    split = api_store(tmp)
+    t = CallableTeacher(lambda x: np.zeros((len(x), 8)), dim=8, modality="image", name="rp-image", version="1")
+    open_features(tmp / "store", [t], split)
+
+
+def api_nan_in_store(tmp: Path) -> None:
+    from aft.features import open_features
+
+    split = api_store(tmp)
+    (arr,) = tmp.rglob("features.bin")
+    data = np.memmap(arr, dtype=np.float16, mode="r+")
+    data[:] = np.nan
+    data.flush()
+    del data
+    open_features(tmp / "store", ["rp-image"], split)
+
+
+def api_nan_features_inmemory(tmp: Path) -> None:
+    from aft.features import InMemoryFeatures
+    from aft.training import TrainConfig
+    from aft.training import train as train_api
+
+    split = digits_test()
+    feats = np.ones((len(split), 4), dtype=np.float32)
+    feats[5, 1] = np.inf
+    train_api(TrainConfig(method="aft", steps=1, progress=False, tensorboard=False, device="cpu",
+                          output=str(tmp / "run"), test_split=None),
+              features=InMemoryFeatures(split.ids, feats, {"t": (0, 4)}), train_split=split)
+
+
+def api_label_out_of_range(tmp: Path) -> None:
+    from aft.data.split import DatasetSplit
+
+    DatasetSplit("d", "train", ["a", "b"], ["x", "y"], np.array([0, 7]), ["neg", "pos"], "text")
+
+
+def api_duplicate_ids(tmp: Path) -> None:
+    from aft.data.split import DatasetSplit
+
+    DatasetSplit("d", "train", ["a", "a"], ["x", "y"], np.array([0, 1]), ["neg", "pos"], "text")
+
+
+def api_image_shape(tmp: Path) -> None:
+    from aft.teachers.base import images_to_tensor
+
+    images_to_tensor(np.zeros((2, 8, 8, 4), dtype=np.uint8))
+
+
+def api_image_dtype(tmp: Path) -> None:
+    from aft.teachers.base import images_to_tensor
+
+    images_to_tensor(np.zeros((2, 8, 8), dtype=np.float32))
+
+
+def api_text_teacher_on_images(tmp: Path) -> None:
+    from aft.features import extract
+    from aft.teachers import build_teacher
+
+    extract(build_teacher("rp-text"), digits_test(), tmp / "store", progress=False)
+
+
+def api_empty_split(tmp: Path) -> None:
+    from aft.data.split import DatasetSplit
+    from aft.training import TrainConfig
+    from aft.training import train as train_api
+
+    empty = DatasetSplit("d", "train", [], np.zeros((0, 8, 8), np.uint8), np.zeros(0, np.int64), ["a", "b"], "image")
+    train_api(TrainConfig(method="none", steps=1, progress=False, tensorboard=False, device="cpu",
+                          output=str(tmp / "run"), test_split=None), train_split=empty)
+
+
+def api_unknown_key(tmp: Path) -> None:
+    from aft.training import TrainConfig
+
+    TrainConfig.from_dict({"method": "aft", "learning_rate": 0.1})
+
+
+def api_hf_teacher_remote_code_flag_type(tmp: Path) -> None:
+    from aft.training.config import load_config
+
+    load_config(None, ["beta=[1, 2]"])
+
+
+ROWS: list[Row] = [
+    # --- data files (CLI) ----------------------------------------------------------------------
+    Row("csv-missing-file", "cli", "`--data-option path=` names a CSV that does not exist", E.DataError,
+        r"data file .*train\.csv not found; check the path option", extract_csv(None)),
+    Row("csv-empty-file", "cli", "an empty (0-byte) CSV file", E.DataError,
+        r"train\.csv is empty; it needs a header row", extract_csv("")),
+    Row("csv-wrong-columns", "cli", "CSV without the `text` column", E.DataError,
+        r"has no column 'text' \(columns present: 'body', 'label'\); pass text_column=",
+        extract_csv("body,label\nhello,0\n")),
+    Row("csv-label-not-integer", "cli", "label `1.5`", E.DataError,
+        r"line 2: label '1\.5' is not an integer", extract_csv("text,label\nhello,1.5\nbye,0\n")),
+    Row("csv-label-out-of-range", "cli", "integer label `-1`", E.DataError,
+        r"label -1 is out of range; integer labels must be >= 0", extract_csv("text,label\nhello,-1\nbye,0\n")),
+    Row("csv-empty-split", "cli", "CSV with a header and no rows", E.DataError,
+        r"has no samples; add at least one row", extract_csv("text,label\n")),
+    Row("csv-non-utf8", "cli", "bytes that are not UTF-8 (latin-1 `\\xe9`)", E.DataError,
+        r"(UTF-8|utf-8).*line 2|line 2.*(UTF-8|utf-8)", extract_csv(b"text,label\ncaf\xe9,0\n")),
+    Row("csv-empty-text", "cli", "a row whose text is the empty string", E.DataError,
+        r"line 3: the text in column 'text' is empty", extract_csv("text,label\nhello,0\n,1\n")),
+    Row("csv-duplicate-ids", "cli", "`id_column` with the same id twice", E.DataError,
+        r"duplicate", extract_csv("id,text,label\na,hello,0\na,bye,1\n", "--data-option", "id_column=id")),
+    Row("bad-data-option", "cli", "`--data-option path` without `=`", E.ConfigError,
+        r"--data-option 'path' is not KEY=VALUE", extract_csv("text,label\nhi,0\n", "--data-option", "path")),
+    # --- images (CLI) --------------------------------------------------------------------------
+    Row("images-mixed-size", "cli", "image folder with 8x8 and 9x9 images", E.DataError,
+        r"2\.png is 9x9 but 1\.png is 8x8; pass size=\(width, height\)", extract_images({"a/1.png": png((8, 8)), "a/2.png": png((9, 9)),
+                                                         "b/3.png": png((8, 8))})),
+    Row("images-mixed-mode", "cli", "image folder with gray and RGB images", E.DataError,
+        r"mode", extract_images({"a/1.png": png((8, 8)), "b/2.png": png((8, 8), "RGB")})),
+    Row("image-unreadable", "cli", "a `.png` holding garbage bytes", E.DataError,
+        r"cannot read image .*broken\.png.*remove or replace the file",
+        extract_images({"a/1.png": png((8, 8)), "b/broken.png": lambda p: p.write_bytes(b"not a png")})),
+    # --- names (CLI) ---------------------------------------------------------------------------
+    Row("unknown-teacher", "cli", "`--teacher nope`", E.UnknownNameError,
+        r"unknown teacher 'nope'; valid teachers: .*minilm", extract_digits("nope")),
+    Row("unknown-dataset", "cli", "`--dataset nope`", E.UnknownNameError,
+        r"unknown dataset 'nope'; valid datasets: .*digits", lambda tmp: [*train()(tmp), "--dataset", "nope"]),
+    Row("unknown-method", "cli", "`--method nope`", E.UnknownNameError,
+        r"unknown method 'nope'; valid methods: .*aft", train("--method", "nope")),
+    Row("unknown-student", "cli", "`--student nope`", E.UnknownNameError,
+        r"unknown student 'nope'; valid students: .*cnn-small", train("--student", "nope")),
+    Row("overwrite-with-typo", "cli", "`--overwrite` with a misspelled student: the old run is kept",
+        E.UnknownNameError, r"unknown student 'cnn-smal'", overwrite_with_typo),
+    Row("text-teacher-on-images", "api", "`extract(text teacher, image split)`", E.ConfigError,
+        r"encodes texts but digits holds images; pick a image teacher", api_text_teacher_on_images),
+    # --- config (CLI) --------------------------------------------------------------------------
+    Row("config-missing-file", "cli", "`--config nope.yaml`", E.ConfigError,
+        r"config file .*nope\.yaml' not found", lambda tmp: [*train()(tmp), "--config", str(tmp / "nope.yaml")]),
+    Row("config-unknown-key", "cli", "config file with `learning_rate: 0.1`", E.ConfigError,
+        r"unknown config key 'learning_rate'; valid keys: .*lr", train_cfg("learning_rate: 0.1\n")),
+    Row("config-not-a-mapping", "cli", "config file holding a list", E.ConfigError,
+        r"must hold a mapping of key: value", train_cfg("- a\n- b\n")),
+    Row("config-wrong-type", "cli", "`--set eval_every=many`", E.ConfigError,
+        r"config key 'eval_every' must be an integer, got 'many'", train("--set", "eval_every=many")),
+    Row("beta-negative", "cli", "`--beta -1`", E.ConfigError, r"beta must be >= 0, got -1\.0", train("--beta", "-1")),
+    Row("beta-non-numeric", "cli", "`--set beta=abc`", E.ConfigError,
+        r"config key 'beta' must be a number, got 'abc'", train("--set", "beta=abc")),
+    Row("beta-list", "api", "`load_config(overrides=['beta=[1, 2]'])`", E.ConfigError,
+        r"config key 'beta' must be a number", api_hf_teacher_remote_code_flag_type),
+    Row("lr-negative", "cli", "`--lr -0.1`", E.ConfigError, r"lr must be > 0, got -0\.1", train("--lr", "-0.1")),
+    Row("lr-non-numeric", "cli", "`--set lr=fast`", E.ConfigError,
+        r"config key 'lr' must be a number, got 'fast'", train("--set", "lr=fast")),
+    Row("unknown-key-api", "api", "`TrainConfig.from_dict({'learning_rate': 0.1})`", E.ConfigError,
+        r"unknown config key 'learning_rate'", api_unknown_key),
+    Row("select-best-without-val", "cli", "`--select best --set val_fraction=0`", E.ConfigError,
+        r"select: best needs a validation split; set val_fraction > 0",
+        train("--select", "best", "--set", "val_fraction=0")),
+    # --- splits and labels (API) ---------------------------------------------------------------
+    Row("unseen-class-name", "api", "label `neutral` with `class_names=['neg', 'pos']`", E.DataError,
+        r"neutral", api_unseen_class),
+    Row("label-out-of-range-api", "api", "`DatasetSplit` label 7 with 2 classes", E.DataError,
+        r"label 7 out of range for 2 classes", api_label_out_of_range),
+    Row("duplicate-ids-api", "api", "`DatasetSplit` with id `a` twice", E.DataError,
+        r"duplicate sample id 'a'", api_duplicate_ids),
+    Row("n-larger-than-split", "api", "`stratified_subsample(split of 359, 5000)`", E.DataError,
+        r"cannot subsample 5000 of 359 samples; use n <= 359", api_subsample_too_many),
+    Row("empty-split", "api", "`train()` on a split with 0 samples", E.DataError,
+        r"training split d/train is empty", api_empty_split),
+    Row("image-wrong-shape", "api", "uint8 images of shape (n, 8, 8, 4)", E.ConfigError,
+        r"images must have shape \(n, H, W\) or \(n, H, W, 3\), got \(2, 8, 8, 4\)", api_image_shape),
+    Row("image-wrong-dtype", "api", "float32 images", E.ConfigError,
+        r"images must be uint8 \(got float32\)", api_image_dtype),
+    # --- feature stores ------------------------------------------------------------------------
+    Row("store-other-split", "cli", "store holds digits/test, training on digits/train", E.FeatureStoreError,
+        r"no features for teacher 'rp-image' on digits/train .*run `aft extract --teacher rp-image --dataset digits "
+        r"--split train", train_with_store("rp-image")),
+    Row("store-other-teacher-name", "cli", "`--teachers rp-text` but only rp-image was extracted",
+        E.FeatureStoreError, r"no features for teacher 'rp-text'", train_with_store("rp-text")),
+    Row("store-other-dataset", "api", "`FeatureStore.verify(another split)`", E.FingerprintMismatchError,
+        r"does not match: split is 'test' in the store but 'train' here", api_other_dataset),
+    Row("store-other-teacher-version", "api", "same teacher name, other weights (version)",
+        E.FingerprintMismatchError, r"teacher version is '1' in the store but '2' here", api_other_teacher),
+    Row("store-wrong-dim", "api", "same teacher name/version, dim 8 instead of 16", E.FingerprintMismatchError,
+        r"dim is 16 in the store but 8 here", api_wrong_dim),
+    Row("store-nan", "api", "NaN written into a store's array", E.NonFiniteError,
+        r"holds NaN/Inf .*re-run `aft extract`", api_nan_in_store),
+    Row("teacher-nan", "cli", "a teacher that outputs NaN", E.NonFiniteError,
+        r"teacher 'nan-image' gave non-finite features for sample .* is NaN/Inf", extract_digits("nan-image"),
+        leaves_incomplete=True),
+    Row("features-inf-api", "api", "in-memory features holding Inf", E.NonFiniteError,
+        r"Inf", api_nan_features_inmemory),
+    Row("store-exists-other-dtype", "cli", "complete float16 store, `--dtype float32` without `--overwrite`",
+        E.OutputExistsError, r"other settings .*pass --overwrite", extract_other_dtype),
+    Row("disk-full", "cli", "no space left while writing the store (ENOSPC)", E.DiskFullError,
+        r"no space left on device while writing .*features\.bin; free disk space", extract_digits(),
+        leaves_incomplete=True, patch=no_space_left),
+    # --- outputs -------------------------------------------------------------------------------
+    Row("output-exists", "cli", "`--output` folder exists and is not empty", E.OutputExistsError,
+        r"output folder .* exists; pass --overwrite to replace it or --resume", train_into_existing),
+    Row("predict-no-model", "cli", "`aft predict --model` on a folder without a student", E.CheckpointError,
+        r"holds no saved student .*train one first",
+        lambda tmp: ["predict", "--model", str(tmp), "--texts", "hello"]),
+]
+
+
+def files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS])
+def test_bad_input(row: Row, tmp_path: Path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    if row.where == "cli":
+        argv = row.run(tmp_path)
+        before = files(tmp_path)
+        if row.patch is not None:
+            row.patch(monkeypatch)
+        capsys.readouterr()
+        rc = main(argv)
+        err = capsys.readouterr().err
+        assert rc == 2, err
+        assert "Traceback" not in err
+        assert err.startswith("aft: error: ") and err.count("\n") == 1, err
+        assert re.search(row.message, err), err
+        with pytest.raises(row.error, match=row.message):  # --debug re-raises the typed error
+            main(["--debug", *argv])
+    else:
+        before = {}
+        with pytest.raises(row.error, match=row.message) as info:
+            row.run(tmp_path)
+        assert "\n" not in str(info.value)
+    after = files(tmp_path)
+    new = {k for k in after if k not in before}
+    changed = {k for k in before if k in after and before[k] != after[k]}
+    assert not changed, f"refused input changed existing files: {changed}"
+    assert not (set(before) - set(after)), "refused input deleted files"
+    if row.where == "cli":
+        complete = [k for k in new if Path(k).name in COMPLETE_MARKS]
+        assert not complete, f"left complete-looking files: {complete}"
+        assert not (tmp_path / "run").exists() or any(k.startswith("run/") for k in before), "created a run folder"
+        if not row.leaves_incomplete:
+            assert not new, f"left files behind: {sorted(new)}"
+        else:
+            assert all(Path(k).name in ("features.bin", "progress.json") for k in new), sorted(new)
+
+
+# ------------------------------------------------------------------------------ the doc table
+def render_table() -> str:
+    lines = ["| id | where | input | message (regex it must match) | CLI exit / API error |", "|---|---|---|---|---|"]
+    for r in ROWS:
+        msg = r.message.replace("|", "\\|")
+        outcome = f"exit 2, `{r.error.__name__}`" if r.where == "cli" else f"raises `{r.error.__name__}`"
+        lines.append(f"| `{r.id}` | {r.where} | {r.input} | `{msg}` | {outcome} |")
+    return "\n".join(lines) + "\n"
+
+
+BEGIN, END = "<!-- rows: generated by tests/reliability/test_bad_inputs.py -->", "<!-- end rows -->"
+
+
+def test_doc_table_lists_every_row():
+    text = DOC.read_text()
+    table = text[text.index(BEGIN) + len(BEGIN):text.index(END)].strip() + "\n"
+    assert table == render_table(), "docs/bad-inputs.md is stale: run python tests/reliability/test_bad_inputs.py"
+    assert len(ROWS) >= 25 and len({r.id for r in ROWS}) == len(ROWS)
+
+
+if __name__ == "__main__":  # regenerate the table in docs/bad-inputs.md
+    text = DOC.read_text()
+    head, rest = text.split(BEGIN)
+    _, tail = rest.split(END)
+    DOC.write_text(head + BEGIN + "\n" + render_table() + END + tail)
