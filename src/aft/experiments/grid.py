@@ -75,12 +75,13 @@ def settings(suite: SuiteConfig) -> list[Setting]:
                 methods = [m for m in suite.methods if m != STL]
                 if ti > 0:
                     methods = [m for m in methods if m in suite.ladder_methods]
-                if si == 0 and ti == 0:
-                    methods += [m for m in suite.ablation_methods if m not in methods]
                 if views > 1:
                     methods = [m for m in methods if m in suite.view_methods]
                 for n in suite.train_sizes:
-                    out.append(Setting(student, tuple(teachers), n, views, tuple(methods)))
+                    cell = list(methods)
+                    if si == 0 and ti == 0 and views == 1 and (suite.ablation_sizes is None or n in suite.ablation_sizes):
+                        cell += [m for m in suite.ablation_methods if m not in cell]
+                    out.append(Setting(student, tuple(teachers), n, views, tuple(cell)))
     return out
 
 

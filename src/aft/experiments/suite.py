@@ -25,6 +25,7 @@ class SuiteConfig:
         teacher_sets: each entry a list of teachers whose features are concatenated.
         methods: regularizer names compared (``"none"`` is STL, always included).
         ablation_methods: extra methods run only with the first student and teacher set.
+        ablation_sizes: train sizes the ablations run at (default: all).
         probe: also fit the linear probe on each teacher set's features.
         train_sizes: labeled training-set sizes (validation is carved out of them).
         pool_size: features are extracted once for a seeded pool of this many training
@@ -48,6 +49,7 @@ class SuiteConfig:
     dataset_options: dict[str, Any] = field(default_factory=dict)
     student_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     ablation_methods: list[str] = field(default_factory=list)
+    ablation_sizes: list[int] | None = None
     ladder_methods: list[str] = field(default_factory=list)
     probe: bool = True
     pool_size: int | None = None
