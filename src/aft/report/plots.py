@@ -58,7 +58,7 @@ def _png(fig: Any) -> bytes:
 
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    fig.savefig(buf, format="png", bbox_inches="tight", dpi=110)
     return buf.getvalue()
 
 
@@ -94,7 +94,7 @@ def normalized_error_plot(h: Headline, notes: list[str]) -> list[Plot]:
     ax.set_yticks(ys, labels)
     ax.set_xlabel("test error ÷ STL test error (lower is better)")
     ax.set_title(f"Normalized error, average over {len(h.groups)} setting(s)")
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     return [Plot("normalized_error.png", "Average normalized test error per method (± SE); dashed: STL = 1.",
                  _png(fig))]
 
@@ -283,7 +283,7 @@ def acc_vs_params_plot(index: RecordIndex, notes: list[str]) -> list[Plot]:
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"{dataset} n={n}" + (f", views={views}" if views != 1 else ""), fontsize=9)
         ax.legend(fontsize=7)
-    fig.suptitle("Test accuracy vs model size (students: main teacher set; squares: teacher linear probes)")
+    fig.suptitle("Test accuracy vs model size\n(students: main teacher set; squares: teacher linear probes)", fontsize=9)
     return [Plot("acc_vs_params.png", "Test accuracy vs parameter count: students (per method, with the setting's "
                  "main teacher set) and the teachers' linear probes as references.", _png(fig))]
 
