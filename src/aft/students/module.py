@@ -19,7 +19,8 @@ def default_preprocess(raw_inputs: np.ndarray | Sequence[Any]) -> torch.Tensor:
     if isinstance(raw_inputs, np.ndarray) and raw_inputs.dtype == np.uint8:
         return images_to_tensor(raw_inputs, None, 1 if raw_inputs.ndim == 3 else 3)
     if isinstance(raw_inputs, list) and raw_inputs and isinstance(raw_inputs[0], str):
-        raise ConfigError("student `module` with text inputs needs a `preprocess` callable (texts -> tensor)")
+        raise ConfigError("student `module` with text inputs needs a `preprocess` method on the module "
+                          "(texts -> tensor)")
     return torch.as_tensor(np.asarray(raw_inputs))
 
 
@@ -29,7 +30,8 @@ class ModuleStudent(Student):
     Args:
         num_classes: output classes (checked against the logits on the dry forward).
         module: ``nn.Module`` whose forward returns ``(logits, features)``.
-        preprocess: callable raw split inputs -> input tensor (default: images to [0, 1] floats).
+        preprocess: callable raw split inputs -> input tensor (default: the module's own
+            ``preprocess`` method if it has one, else images to [0, 1] floats).
 
     Example:
         >>> import torch
@@ -52,7 +54,8 @@ class ModuleStudent(Student):
         if not isinstance(module, nn.Module):
             raise ConfigError("student 'module' needs an nn.Module (Python API: train(..., student_module=net))")
         self.module = module
-        self._preprocess = preprocess or default_preprocess
+        own = getattr(module, "preprocess", None)
+        self._preprocess = preprocess or (own if callable(own) else default_preprocess)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.module(x)

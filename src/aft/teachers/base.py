@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import torch
 
 from aft.errors import ConfigError, UnknownNameError
 from aft.registry import Registry
@@ -55,7 +56,7 @@ class Teacher(ABC):
 
     @abstractmethod
     def encode(self, inputs: TeacherInputs) -> np.ndarray:
-        """Features of one batch: float32 ``(len(inputs), dim)``. Callers wrap it in inference mode."""
+        """Features of one batch: float32 ``(len(inputs), dim)``. Adapters run it under ``torch.inference_mode()``."""
 
     @property
     def slug(self) -> str:
@@ -178,6 +179,7 @@ class CallableTeacher(Teacher):
     def preprocess_config(self) -> dict[str, Any]:
         return dict(self._preprocess)
 
+    @torch.inference_mode()
     def encode(self, inputs: TeacherInputs) -> np.ndarray:
         out = self.fn(inputs)
         if hasattr(out, "detach"):
@@ -247,6 +249,7 @@ class ModuleTeacher(Teacher):
             return {"preprocess": getattr(self._preprocess, "__qualname__", repr(self._preprocess))}
         return {"images": "uint8 -> float [0, 1]", "channels": self.channels}
 
+    @torch.inference_mode()
     def encode(self, inputs: TeacherInputs) -> np.ndarray:
         import torch
 

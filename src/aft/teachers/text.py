@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from aft.errors import ConfigError
 from aft.teachers._assets import asset_path
@@ -76,6 +77,7 @@ class SentenceTransformerTeacher(Teacher):
     def preprocess_config(self) -> dict[str, Any]:
         return {"tokenizer": "model's own", "max_seq_length": int(self.model.max_seq_length), "normalize": self.normalize}
 
+    @torch.inference_mode()
     def encode(self, inputs: TeacherInputs) -> np.ndarray:
         self.check_inputs(inputs)
         out = self.model.encode(
@@ -136,6 +138,7 @@ class HFTeacher(Teacher):
     def preprocess_config(self) -> dict[str, Any]:
         return {"tokenizer": type(self.tokenizer).__name__, "max_length": self.max_length, "pooling": self.pooling}
 
+    @torch.inference_mode()
     def encode(self, inputs: TeacherInputs) -> np.ndarray:
         self.check_inputs(inputs)
         enc = self.tokenizer(
@@ -186,6 +189,7 @@ class WordLlamaTeacher(Teacher):
     def preprocess_config(self) -> dict[str, Any]:
         return {"tokenizer": "wordllama l2_supercat", "pooling": "mean", "norm": False}
 
+    @torch.inference_mode()
     def encode(self, inputs: Sequence[str] | np.ndarray) -> np.ndarray:
         self.check_inputs(inputs)
         out = self.model.embed(list(inputs), norm=False, batch_size=max(1, len(inputs)))

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from aft.errors import ConfigError
 from aft.teachers._assets import asset_path
@@ -117,6 +118,7 @@ class EfficientNetLiteTeacher(Teacher):
             "pooling": "mean over the final feature map",
         }
 
+    @torch.inference_mode()
     def encode(self, inputs: TeacherInputs) -> np.ndarray:
         self.check_inputs(inputs)
         x = images_to_tensor(np.asarray(inputs), channels=3).to(self.device)
@@ -189,6 +191,7 @@ class TimmTeacher(Teacher):
             "gray": "repeat to 3 channels",
         }
 
+    @torch.inference_mode()
     def encode(self, inputs: TeacherInputs) -> np.ndarray:
         import torch
 

@@ -27,7 +27,7 @@ from torch import nn
 
 from aft.augment.views import AugmentationPolicy, draw_views, resolve_policy
 from aft.data.split import DatasetSplit
-from aft.errors import CheckpointError, ConfigError, DataError, OutputExistsError
+from aft.errors import CheckpointError, ConfigError, DataError, FeatureStoreError, OutputExistsError
 from aft.regularizers.base import REGULARIZERS, PrepareContext, Regularizer
 from aft.students.base import Student, build_student
 from aft.students.io import safetensors_bytes, save_student, state_for_safetensors
@@ -274,7 +274,7 @@ def train(
     Example:
         >>> from aft.training import TrainConfig, train
         >>> result = train(TrainConfig(dataset="digits", student="cnn-small", method="aft",
-        ...                            teachers=["efficientnet-b0"], feature_store="features/",
+        ...                            teachers=["efficientnet-lite0"], feature_store="features/",
         ...                            steps=200, output="runs/digits-aft"))  # doctest: +SKIP
     """
     t0 = time.perf_counter()
@@ -322,9 +322,14 @@ def train(
                                   "(or use method: none)")
             from aft.features import open_features  # type: ignore[attr-defined]
 
-            # stores describe the whole named split (its fingerprint), not our subsample
-            features = open_features(cfg.feature_store, cfg.teachers, source_split,
-                                     views=cfg.views if policy is not None else False, augmentation=policy)
+            view_kw: dict[str, Any] = {"views": cfg.views if policy is not None else False, "augmentation": policy}
+            # a store may describe our subsample (`aft extract --limit N`) or the whole named split
+            try:
+                features = open_features(cfg.feature_store, cfg.teachers, train_full, **view_kw)
+            except FeatureStoreError:
+                if train_full is source_split:
+                    raise
+                features = open_features(cfg.feature_store, cfg.teachers, source_split, **view_kw)
         elif cfg.teachers:
             have = set(getattr(features, "column_ranges", {}))
             missing = [t for t in cfg.teachers if t not in have]
