@@ -39,3 +39,19 @@ def test_cli_missing_records_file_is_exit_2(tmp_path: Path, capsys: pytest.Captu
     assert len(err.splitlines()) == 1
     assert "nope.jsonl" in err and "does not exist" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_findings_are_placed_in_results_page(tmp_path):
+    from aft.experiments.records import read_records
+    from aft.report import build_report
+
+    recs = tmp_path / "r.jsonl"
+    _small_records(recs)
+    findings = tmp_path / "FINDINGS.md"
+    findings.write_text("## Findings\n\nAFT wins where the probe beats STL.\n", encoding="utf-8")
+    paths = build_report(read_records(recs), tmp_path / "out", markdown_path=tmp_path / "RESULTS.md",
+                         record_files=[recs], findings=findings)
+    text = paths.markdown.read_text(encoding="utf-8")
+    assert "AFT wins where the probe beats STL." in text
+    assert f"--findings {findings}" in text
+    assert text.index("AFT wins") < text.index("## ", text.index("AFT wins") + 10)

@@ -77,11 +77,13 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 
 def report_command(record_files: Sequence[str | Path], out_dir: str | Path, markdown_path: str | Path | None = None,
-                   command: str | None = None) -> str:
+                   command: str | None = None, findings: str | Path | None = None) -> str:
     """The `aft report` command line that regenerates a report (paths as given)."""
     argv = ["aft", "report", "--records", *[str(p) for p in record_files], "--out", str(out_dir)]
     if markdown_path is not None:
         argv += ["--markdown", str(markdown_path)]
+    if findings is not None:
+        argv += ["--findings", str(findings)]
     if command:
         argv += ["--command", command]
     return shlex.join(argv)
@@ -107,6 +109,7 @@ def build_report(
     *,
     record_files: Sequence[str | Path] | None = None,
     ladder_methods: Sequence[str] = ("aft", "kd"),
+    findings: str | Path | None = None,
 ) -> ReportPaths:
     """Turn run records into `out_dir/index.html` + PNG plots and, optionally, a RESULTS.md.
 
@@ -117,6 +120,8 @@ def build_report(
         command: the exact command that regenerates the records; printed before every table.
         record_files: the records files, to print the exact `aft report` command (else ``RECORDS.jsonl``).
         ladder_methods: methods shown in the teacher-ladder table.
+        findings: a hand-written markdown file (what the numbers mean, why a method wins or
+            loses) placed after the summary of RESULTS.md; the tables stay generated.
 
     Raises:
         DataError: `records` is empty.
@@ -131,8 +136,14 @@ def build_report(
     notes = list(index.notes)
     notes += [f"{t.title}: {t.empty_note}" for t in tables if not t.rows]
     plots = all_plots(index, h, notes)
+    findings_text = None
+    if findings is not None:
+        fp = Path(findings)
+        if not fp.is_file():
+            raise DataError(f"findings file {fp} does not exist; pass a markdown file or leave --findings out")
+        findings_text = fp.read_text(encoding="utf-8")
     commands = [command or NO_COMMAND,
-                report_command(record_files or ["RECORDS.jsonl"], out_dir, markdown_path, command)]
+                report_command(record_files or ["RECORDS.jsonl"], out_dir, markdown_path, command, findings)]
     content = ReportContent.of(index, tables, plots, commands, notes)
 
     paths = ReportPaths(out_dir=out, index_html=out / "index.html", notes=notes)
@@ -141,7 +152,7 @@ def build_report(
         paths.plots.append(out / p.name)
     atomic_write(paths.index_html, render_html(content).encode("utf-8"))
     if md is not None:
-        atomic_write(md, render_results_md(content, md, out).encode("utf-8"))
+        atomic_write(md, render_results_md(content, md, out, findings_text).encode("utf-8"))
         paths.markdown = md
     for n in notes:
         log.info("report: %s", n)

@@ -22,6 +22,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--markdown", metavar="FILE", default=None, help="also write this markdown page (docs/RESULTS.md)")
     p.add_argument("--command", dest="regen_command", metavar="CMD", default=None,
                    help="the exact command that regenerates these records (printed before every table)")
+    p.add_argument("--findings", metavar="FILE", default=None,
+                   help="a hand-written markdown file of findings placed after the summary of the markdown page")
     p.set_defaults(func=handler)
     return p
 
@@ -40,7 +42,7 @@ def handler(args: argparse.Namespace) -> int:
             raise DataError(f"records file {f} holds no run records; run `aft compare` first")
         records.extend(recs)
     paths = build_report(records, args.out, markdown_path=args.markdown, command=args.regen_command,
-                         record_files=args.records)
+                         record_files=args.records, findings=args.findings)
     print(f"wrote {paths.index_html} and {len(paths.plots)} plot(s)"
           + (f", {paths.markdown}" if paths.markdown else ""))
     for note in paths.notes:
