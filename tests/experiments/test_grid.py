@@ -111,3 +111,13 @@ def test_quick_is_small():
 def test_bad_suite_configs(bad, match):
     with pytest.raises(ConfigError, match=match):
         _suite(**bad)
+
+
+def test_ladder_students_and_ablation_sizes_restrict_cells():
+    suite = _suite(students=["a", "b"], ladder_students=["b"], ablation_sizes=[100])
+    cells = settings(suite)
+    later = [c for c in cells if c.teachers != ("t1",)]
+    assert all(c.methods == () for c in later if c.student == "a")
+    assert all(c.methods == ("aft",) for c in later if c.student == "b")
+    abl = [c for c in cells if "aft-fixed" in c.methods]
+    assert {(c.student, c.teachers, c.train_size) for c in abl} == {("a", ("t1",), 100)}

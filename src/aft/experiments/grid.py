@@ -74,7 +74,8 @@ def settings(suite: SuiteConfig) -> list[Setting]:
             for ti, teachers in enumerate(suite.teacher_sets):
                 methods = [m for m in suite.methods if m != STL]
                 if ti > 0:
-                    methods = [m for m in methods if m in suite.ladder_methods]
+                    on_ladder = suite.ladder_students is None or student in suite.ladder_students
+                    methods = [m for m in methods if m in suite.ladder_methods and on_ladder]
                 if views > 1:
                     methods = [m for m in methods if m in suite.view_methods]
                 for n in suite.train_sizes:

@@ -26,6 +26,8 @@ class SuiteConfig:
         methods: regularizer names compared (``"none"`` is STL, always included).
         ablation_methods: extra methods run only with the first student and teacher set.
         ablation_sizes: train sizes the ablations run at (default: all).
+        ladder_methods: methods run with the teacher sets after the first (ladder, multi-teacher).
+        ladder_students: students the later teacher sets run with (default: all).
         probe: also fit the linear probe on each teacher set's features.
         train_sizes: labeled training-set sizes (validation is carved out of them).
         pool_size: features are extracted once for a seeded pool of this many training
@@ -51,6 +53,7 @@ class SuiteConfig:
     ablation_methods: list[str] = field(default_factory=list)
     ablation_sizes: list[int] | None = None
     ladder_methods: list[str] = field(default_factory=list)
+    ladder_students: list[str] | None = None
     probe: bool = True
     pool_size: int | None = None
     test_limit: int | None = None
@@ -111,6 +114,7 @@ class SuiteConfig:
             methods=[m for m in self.methods if m in ("none", "kd", "aft")] or self.methods[:2],
             ablation_methods=[],
             ladder_methods=[],
+            ladder_students=None,
             train_sizes=[min(self.train_sizes)],
             pool_size=min(self.train_sizes),
             test_limit=min(self.test_limit or 1000, 1000),
