@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _ddp_worker import run
+from _ddp_worker import output_name, run
 from safetensors.torch import load_file
 
 HERE = Path(__file__).parent
@@ -37,14 +37,20 @@ def launch(methods: str, out: Path, world: int = 2) -> None:
 
 @pytest.mark.slow
 def test_two_process_ddp_equals_single_process(tmp_path):
-    methods = ["aft", "rkd"]
-    launch(",".join(methods), tmp_path)  # one launch for both methods: process start-up dominates
-    for method in methods:
-        ddp = load_file(str(tmp_path / f"{method}.safetensors"))
-        single = run(method)
+    # aft under both data-parallel forms (local rows x global columns, and the full global batch on
+    # every rank), and rkd (no partial_sum: always the full form)
+    specs = ["aft", "aft:full", "rkd"]
+    launch(",".join(specs), tmp_path)  # one launch for all cases: process start-up dominates
+    singles: dict[str, dict[str, torch.Tensor]] = {}
+    for spec in specs:
+        method = spec.split(":")[0]
+        ddp = load_file(str(tmp_path / f"{output_name(spec)}.safetensors"))
+        if method not in singles:  # one process never gathers: ddp_kernel does not apply
+            singles[method] = run(method)
+        single = singles[method]
         assert set(ddp) == set(single)
         for k in single:
-            torch.testing.assert_close(ddp[k], single[k], rtol=1e-5, atol=1e-6, msg=f"{method} {k}")
+            torch.testing.assert_close(ddp[k], single[k], rtol=1e-5, atol=1e-6, msg=f"{spec} {k}")
         # the regularizer learned something (so its gradient path through the gather is exercised)
         if method == "aft":
             assert not torch.all(single["reg.s"] == 0)

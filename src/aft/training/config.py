@@ -65,6 +65,9 @@ class TrainConfig:
     # runtime
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    # data parallel: "local" = each rank its own rows of the global-batch kernel (methods with
+    # `partial_sum`), "full" = every rank the whole global-batch regularizer (docs/training.md)
+    ddp_kernel: Literal["local", "full"] = "local"
     output: str | None = None
     overwrite: bool = False
     resume: bool = False

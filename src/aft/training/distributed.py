@@ -1,20 +1,30 @@
 """Data-parallel helpers: process-group setup from torchrun's environment and global-batch gathers.
 
 Loss terms that couple samples (AFT's kernel, RKD's distances...) must see the GLOBAL batch. Every
-rank all-gathers the student features with gradient and the teacher features (and labels) without,
-and computes the same global regularizer value. ``all_gather``'s backward sums the N identical
-per-rank contributions into each rank's local rows, and DistributedDataParallel divides by N: the
-averaged gradient equals the single-process gradient of the global-batch loss exactly.
+rank all-gathers the student features with gradient (teacher features and labels of the global
+batch are read locally by id). Two exact ways to use them:
+
+- full (any method): every rank computes the same global regularizer value. ``all_gather``'s
+  backward sums the W identical per-rank contributions into each rank's local rows, and
+  DistributedDataParallel divides by W.
+- local rows (methods with ``partial_sum``, `local_rows_term`): each rank sums its own rows of the
+  B x B kernel discrepancy against all columns, one scalar all-reduce gives the global sum and R,
+  and each rank backpropagates ``W * local / (2 B^2 R)`` (`aft.regularizers.kernels`).
+
+Either way the averaged gradient equals the single-process gradient of the global-batch loss.
 """
 
 from __future__ import annotations
 
 import datetime
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from aft.regularizers.kernels import distance_from_sum, rank_surrogate
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,44 @@ def gather_no_grad(x: torch.Tensor, info: DistInfo) -> torch.Tensor:
     parts = [torch.empty_like(x) for _ in range(info.world_size)]
     dist.all_gather(parts, x.contiguous())
     return torch.cat(parts, dim=0)
+
+
+def all_reduce_tensor_sum(x: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """A detached copy of `x` summed over ranks (`x` itself is untouched)."""
+    out = x.detach().clone()
+    if info.enabled:
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out
+
+
+def local_rows_term(
+    partial_sum: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tensor],
+    global_phi: torch.Tensor,
+    global_psi: torch.Tensor,
+    info: DistInfo,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """This rank's share of a global-batch kernel regularizer: ``(term to backpropagate, R)``.
+
+    Args:
+        partial_sum: the regularizer's ``partial_sum(global_phi, global_psi, rows)``.
+        global_phi: student features of the global batch (B rows, rank order), gathered WITH
+            gradient (`gather_with_grad`).
+        global_psi: teacher features of the global batch, no gradient.
+
+    Returns:
+        ``term = W * local / (2 B^2 R)``: after the gather's backward (which sums every rank's
+        contribution into the owner's rows) and averaging over W ranks (DDP for the student, the
+        loop's `average_gradients` for the regularizer's own parameters), its gradient is exactly
+        the single-process gradient of R. ``R = sqrt(total / B^2 + 1e-8)``, the global value,
+        identical on every rank (for logging; detached).
+    """
+    batch = global_phi.shape[0]
+    if batch % info.world_size:
+        raise ValueError(f"global batch {batch} does not split over {info.world_size} ranks")
+    b = batch // info.world_size
+    local = partial_sum(global_phi, global_psi, slice(info.rank * b, (info.rank + 1) * b))
+    total = all_reduce_tensor_sum(local, info)
+    return rank_surrogate(local, total, batch, info.world_size), distance_from_sum(total, batch)
 
 
 def average_gradients(params: list[torch.nn.Parameter], info: DistInfo) -> None:

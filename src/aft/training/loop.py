@@ -379,6 +379,13 @@ def train(
             student, device_ids=[device.index] if device.type == "cuda" else None)
 
     reg_params = [p for p in reg.parameters() if p.requires_grad]
+    # data parallel, methods with `partial_sum` (the kernel methods): each rank computes its own
+    # rows of the global-batch kernel; others (rkd, kd, ...) compute the whole global-batch value
+    partial_sum = getattr(reg, "partial_sum", None)
+    local_rows = info.enabled and cfg.ddp_kernel == "local" and callable(partial_sum)
+    if info.enabled and info.is_main:
+        logger.info("data parallel regularizer: %s", "local rows x global columns" if local_rows
+                    else "full global batch on every rank")
     groups = [{"params": [p for p in student.parameters() if p.requires_grad], "lr": cfg.lr,
                "weight_decay": cfg.weight_decay, "name": "student"}]
     groups += reg.param_groups(cfg.lr, cfg.weight_decay)
@@ -481,17 +488,24 @@ def train(
         y_g = labels[gidx].to(device) if info.enabled else yb
         log_now = (step + 1) % cfg.log_every == 0 or step + 1 == total_steps
         with torch.autocast(device.type, enabled=False) if use_amp else nullcontext():
-            if log_now:
+            if local_rows:
+                # reg_term: this rank's surrogate (gradient only); reg_loss: the global R (logged)
+                reg_term, reg_loss = D.local_rows_term(partial_sum, phi_g, psi_g, info)  # type: ignore[arg-type]
+                reg_metrics = reg.metrics(reg_loss) if log_now else {}
+            elif log_now:
                 out = reg.compute(phi_g, psi_g, y_g)
                 reg_loss, reg_metrics = out.loss, out.metrics
+                reg_term = reg_loss
             else:
                 reg_loss, reg_metrics = reg.loss_term(phi_g, psi_g, y_g), {}
-        loss = task + cfg.beta * reg_loss
+                reg_term = reg_loss
+        objective = task + cfg.beta * reg_term
+        loss = objective if reg_term is reg_loss else task.detach() + cfg.beta * reg_loss.detach()
         factor = lr_factor(step, total_steps, cfg.warmup_steps, cfg.schedule)
         for g in optimizer.param_groups:
             g["lr"] = g["base_lr"] * factor
         optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
+        scaler.scale(objective).backward()
         D.average_gradients(reg_params, info)
         if cfg.grad_clip:
             scaler.unscale_(optimizer)
@@ -596,7 +610,8 @@ def _config_hash(cfg: TrainConfig) -> str:
     import hashlib
 
     d = cfg.to_dict()
-    for k in ("resume", "overwrite", "progress", "tensorboard", "log_every", "checkpoint_every", "device"):
+    # ddp_kernel: both forms are exact, and a run may resume with either
+    for k in ("resume", "overwrite", "progress", "tensorboard", "log_every", "checkpoint_every", "device", "ddp_kernel"):
         d.pop(k, None)
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
 
