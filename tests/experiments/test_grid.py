@@ -43,7 +43,7 @@ class FakeExecutor:
         return RunRecord(
             suite=job.suite, dataset=job.dataset, student=job.student, teachers=list(job.teachers),
             method=job.method, beta=job.beta, train_size=job.train_size, seed=job.seed, phase=job.phase,
-            val_acc=val, test_acc=test, views=job.views,
+            val_acc=val, test_acc=test, views=job.views, config=job.config,
         )
 
 
@@ -121,3 +121,16 @@ def test_ladder_students_and_ablation_sizes_restrict_cells():
     assert all(c.methods == ("aft",) for c in later if c.student == "b")
     abl = [c for c in cells if "aft-fixed" in c.methods]
     assert {(c.student, c.teachers, c.train_size) for c in abl} == {("a", ("t1",), 100)}
+
+
+def test_changed_training_budget_makes_every_run_new(tmp_path):
+    run_grid(_suite(), tmp_path / "r.jsonl", FakeExecutor(), progress=False)
+    longer = FakeExecutor()
+    out = run_grid(_suite(train={"steps": 999}), tmp_path / "r.jsonl", longer, progress=False)
+    assert out.skipped == 0 and out.ran == len(longer.calls) > 0
+
+
+def test_ladder_sizes_restrict_later_teacher_sets():
+    cells = settings(_suite(ladder_sizes=[100]))
+    assert {c.train_size for c in cells if c.teachers != ("t1",)} == {100}
+    assert {c.train_size for c in cells if c.teachers == ("t1",)} == {100, 200}

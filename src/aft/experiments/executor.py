@@ -188,6 +188,7 @@ class TrainingExecutor:
             wall_s=wall,
             student_params=int(result.student_params),
             views=job.views,
+            config=job.config,
             rho=result.rho_summary or {},
             curve=curve,
             extra=extra,
@@ -235,6 +236,7 @@ class TrainingExecutor:
             wall_s=time.perf_counter() - t0,
             student_params=int(pool_f.dim * tr.num_classes + tr.num_classes),
             views=job.views,
+            config=job.config,
             extra=extra,
         )
 

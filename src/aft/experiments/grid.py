@@ -40,13 +40,14 @@ class RunJob:
     seed: int
     phase: str
     views: int = 1
+    config: str = ""
 
     def key(self) -> str:
         teachers = "+".join(self.teachers) or "-"
         return (
             f"{self.suite}|{self.dataset}|{self.student}|{teachers}|{self.method}|beta={self.beta:g}|"
             f"n={self.train_size}|seed={self.seed}|views={self.views}|{self.phase}"
-        )
+        ) + (f"|cfg={self.config}" if self.config else "")
 
 
 class RunExecutor(Protocol):
@@ -79,6 +80,8 @@ def settings(suite: SuiteConfig) -> list[Setting]:
                 if views > 1:
                     methods = [m for m in methods if m in suite.view_methods]
                 for n in suite.train_sizes:
+                    if ti > 0 and suite.ladder_sizes is not None and n not in suite.ladder_sizes:
+                        continue
                     cell = list(methods)
                     if si == 0 and ti == 0 and views == 1 and (suite.ablation_sizes is None or n in suite.ablation_sizes):
                         cell += [m for m in suite.ablation_methods if m not in cell]
@@ -108,6 +111,7 @@ def _job(suite: SuiteConfig, s: Setting, method: str, beta: float, seed: int, ph
         seed=seed,
         phase=phase,
         views=s.views,
+        config=suite.settings_hash(),
     )
 
 

@@ -41,6 +41,8 @@ class RunRecord:
         rho: per teacher, a summary of the learned feature weights (AFT family).
         curve: optional learning curve, a list of ``{"step", "val_acc", "loss"}`` points.
         extra: anything else worth keeping (probe C, inference latency...).
+        config: short hash of the suite's shared settings (training budget, student and teacher
+            options, pool and test sizes): records made under other settings never count as done.
     """
 
     suite: str
@@ -60,6 +62,7 @@ class RunRecord:
     rho: dict[str, dict[str, float]] = field(default_factory=dict)
     curve: list[dict[str, float]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    config: str = ""
 
     @property
     def key(self) -> str:
@@ -68,7 +71,7 @@ class RunRecord:
         return (
             f"{self.suite}|{self.dataset}|{self.student}|{teachers}|{self.method}|beta={self.beta:g}|"
             f"n={self.train_size}|seed={self.seed}|views={self.views}|{self.phase}"
-        )
+        ) + (f"|cfg={self.config}" if self.config else "")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ class SuiteConfig:
         ablation_sizes: train sizes the ablations run at (default: all).
         ladder_methods: methods run with the teacher sets after the first (ladder, multi-teacher).
         ladder_students: students the later teacher sets run with (default: all).
+        ladder_sizes: train sizes the later teacher sets run at (default: all).
         probe: also fit the linear probe on each teacher set's features.
         train_sizes: labeled training-set sizes (validation is carved out of them).
         pool_size: features are extracted once for a seeded pool of this many training
@@ -52,6 +55,7 @@ class SuiteConfig:
     student_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     ablation_methods: list[str] = field(default_factory=list)
     ablation_sizes: list[int] | None = None
+    ladder_sizes: list[int] | None = None
     ladder_methods: list[str] = field(default_factory=list)
     ladder_students: list[str] | None = None
     probe: bool = True
@@ -102,6 +106,15 @@ class SuiteConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"suite config {p} must be a YAML mapping")
         return cls.from_dict(data)
+
+    def settings_hash(self) -> str:
+        """Short hash of the settings every run shares (a changed budget makes every run new)."""
+        shared = {
+            "train": self.train, "student_options": self.student_options, "teacher_options": self.teacher_options,
+            "dataset_options": self.dataset_options, "pool_size": self.pool_size, "test_limit": self.test_limit,
+            "augmentation": self.augmentation,
+        }
+        return hashlib.sha256(json.dumps(shared, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
     def quick(self) -> SuiteConfig:
         """A reduced grid for smoke runs: one student, teacher set, size and seed; 2 betas; views 1 and
