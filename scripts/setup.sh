@@ -7,7 +7,8 @@ PY="${PYTHON:-python3}"
 # Fashion-MNIST comes from Debian's dataset-fashion-mnist package (`apt-get download`, no install):
 # on a fresh machine the package lists may be empty, so refresh them once when the package is unknown.
 if command -v apt-cache >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
-    if ! apt-cache policy dataset-fashion-mnist 2>/dev/null | grep -q "Candidate: [0-9]"; then
+    POLICY="$(apt-cache policy dataset-fashion-mnist 2>/dev/null || true)"
+    if ! grep -q "Candidate: [0-9]" <<<"$POLICY"; then
         echo "[setup] apt-get update (package lists)"
         apt-get update -qq >/dev/null 2>&1 || echo "[setup] apt-get update failed; fashion-mnist will try its download URL"
     fi
