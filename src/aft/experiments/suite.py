@@ -101,7 +101,7 @@ class SuiteConfig:
     def from_yaml(cls, path: str | Path) -> SuiteConfig:
         p = Path(path)
         if not p.is_file():
-            raise ConfigError(f"suite config {p} does not exist; pass a YAML file (see benchmarks/suites/)")
+            raise ConfigError(f"suite config {p} does not exist; pass a YAML file (the built-in suites are in src/aft/experiments/suites/)")
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
         if not isinstance(data, dict):
             raise ConfigError(f"suite config {p} must be a YAML mapping")
