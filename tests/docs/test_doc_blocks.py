@@ -45,11 +45,12 @@ def _aft_lines(path: Path) -> list[str]:
     lines = []
     for code, _ in _blocks(path, "bash") + _blocks(path, "sh") + _blocks(path, "console"):
         joined = code.replace("\\\n", " ")
-        for line in joined.splitlines():
-            line = line.strip().removeprefix("$ ")
-            line = line.split(" #", 1)[0].strip()
-            if line.startswith("aft ") or line.startswith(".venv/bin/aft "):
-                lines.append(line)
+        for raw in joined.splitlines():
+            for line in raw.split("&&"):  # `aft a && aft b` is two command lines
+                line = line.strip().removeprefix("$ ")
+                line = line.split(" #", 1)[0].strip()
+                if line.startswith("aft ") or line.startswith(".venv/bin/aft "):
+                    lines.append(line)
     return lines
 
 
