@@ -46,11 +46,21 @@ def _aft_lines(path: Path) -> list[str]:
     for code, _ in _blocks(path, "bash") + _blocks(path, "sh") + _blocks(path, "console"):
         joined = code.replace("\\\n", " ")
         for raw in joined.splitlines():
-            for line in raw.split("&&"):  # `aft a && aft b` is two command lines
-                line = line.strip().removeprefix("$ ")
-                line = line.split(" #", 1)[0].strip()
-                if line.startswith("aft ") or line.startswith(".venv/bin/aft "):
-                    lines.append(line)
+            raw = raw.strip().removeprefix("$ ")
+            if raw.startswith("#"):
+                continue
+            try:
+                tokens = shlex.split(raw, comments=True)
+            except ValueError:
+                continue
+            segment: list[str] = []
+            for tok in [*tokens, "&&"]:  # `aft a && aft b` is two command lines (quotes respected)
+                if tok in ("&&", ";", "||"):
+                    if segment and segment[0] in ("aft", ".venv/bin/aft"):
+                        lines.append(shlex.join(segment))
+                    segment = []
+                else:
+                    segment.append(tok)
     return lines
 
 
