@@ -394,9 +394,9 @@ def render(records: list[dict], mach: str, run_id: str, quick: bool, wall_s: flo
                      f"{r['read_batches_per_s'][d]} | {r['read_ratio']} |")
         L += ["", "The read itself is slower than RAM (float16 needs a half -> float conversion; a gather from a "
               "memory map costs page lookups), but it is well under a millisecond per batch, so the step "
-              "throughput stays within a few percent. (Measured while choosing the conversion: "
-              "`torch.from_numpy(arr[rows]).float()` and gathering sorted rows were both slower than numpy's "
-              "`take(...).astype(float32)` on this CPU, so `FeatureStore.get` keeps numpy.)", ""]
+              "throughput stays within a few percent. `FeatureStore.get` gathers the rows with numpy and converts "
+              "float16 to float32 with torch (numpy's half conversion is ~20x slower; see "
+              "benchmarks/results/store_reads.md for the read alone against the same code over RAM).", ""]
     rs = [r for r in records if r["part"] == "rss"]
     for r in rs:
         L += ["## Resident memory with a store much larger than the working set", "",
