@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aft.atomic_io import sha256_file
 from aft.errors import AssetError
 from aft.registry import Registry
 
@@ -119,15 +120,6 @@ def asset_path(name: str, cache_dir_: str | os.PathLike[str] | None = None) -> P
 
 
 # ----------------------------------------------------------------------------- hashing, manifest
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def tree_digest(files: dict[str, dict[str, object]]) -> str:

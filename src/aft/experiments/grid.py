@@ -17,7 +17,7 @@ from typing import Protocol
 
 from tqdm.auto import tqdm
 
-from aft.experiments.records import RunRecord, append_record, read_records
+from aft.experiments.records import RunRecord, append_record, read_records, run_key
 from aft.experiments.suite import SuiteConfig
 
 log = logging.getLogger(__name__)
@@ -43,11 +43,7 @@ class RunJob:
     config: str = ""
 
     def key(self) -> str:
-        teachers = "+".join(self.teachers) or "-"
-        return (
-            f"{self.suite}|{self.dataset}|{self.student}|{teachers}|{self.method}|beta={self.beta:g}|"
-            f"n={self.train_size}|seed={self.seed}|views={self.views}|{self.phase}"
-        ) + (f"|cfg={self.config}" if self.config else "")
+        return run_key(self)
 
 
 class RunExecutor(Protocol):

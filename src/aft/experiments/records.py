@@ -15,6 +15,16 @@ from typing import Any
 
 from aft.errors import DataError
 
+
+def run_key(run: Any) -> str:
+    """Identity of a run (a `RunRecord` or a grid job): everything that defines it, nothing it measured."""
+    teachers = "+".join(run.teachers) or "-"
+    return (
+        f"{run.suite}|{run.dataset}|{run.student}|{teachers}|{run.method}|beta={run.beta:g}|"
+        f"n={run.train_size}|seed={run.seed}|views={run.views}|{run.phase}"
+    ) + (f"|cfg={run.config}" if run.config else "")
+
+
 #: phases of a run: `select` runs are scored on validation only; `final` runs are also evaluated on test once
 PHASES = ("select", "final")
 
@@ -67,11 +77,7 @@ class RunRecord:
     @property
     def key(self) -> str:
         """Identity of the run (everything that defines it, nothing it measured)."""
-        teachers = "+".join(self.teachers) or "-"
-        return (
-            f"{self.suite}|{self.dataset}|{self.student}|{teachers}|{self.method}|beta={self.beta:g}|"
-            f"n={self.train_size}|seed={self.seed}|views={self.views}|{self.phase}"
-        ) + (f"|cfg={self.config}" if self.config else "")
+        return run_key(self)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -11,13 +11,12 @@ Semantics: ../../../shared/BENCHMARKS.md and `aft.report.aggregate`.
 from __future__ import annotations
 
 import logging
-import os
 import shlex
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aft.atomic_io import atomic_write_bytes
 from aft.errors import DataError
 from aft.experiments.records import RunRecord
 from aft.report.aggregate import RecordIndex, headline
@@ -59,21 +58,6 @@ class ReportPaths:
     plots: list[Path] = field(default_factory=list)
     markdown: Path | None = None
     notes: list[str] = field(default_factory=list)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a temp file in the same folder, fsync, then `os.replace`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def report_command(record_files: Sequence[str | Path], out_dir: str | Path, markdown_path: str | Path | None = None,
@@ -148,11 +132,11 @@ def build_report(
 
     paths = ReportPaths(out_dir=out, index_html=out / "index.html", notes=notes)
     for p in plots:
-        atomic_write(out / p.name, p.png)
+        atomic_write_bytes(out / p.name, p.png)
         paths.plots.append(out / p.name)
-    atomic_write(paths.index_html, render_html(content).encode("utf-8"))
+    atomic_write_bytes(paths.index_html, render_html(content).encode("utf-8"))
     if md is not None:
-        atomic_write(md, render_results_md(content, md, out, findings_text).encode("utf-8"))
+        atomic_write_bytes(md, render_results_md(content, md, out, findings_text).encode("utf-8"))
         paths.markdown = md
     for n in notes:
         log.info("report: %s", n)
