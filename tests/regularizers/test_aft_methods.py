@@ -130,15 +130,29 @@ def test_large_teacher_dim(name: str) -> None:
     assert torch.isfinite(loss) and torch.isfinite(phi.grad).all() and torch.isfinite(reg.s.grad if name != "kernel-kd" else phi.grad).all()
 
 
-@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
 @pytest.mark.parametrize("where", ["student", "teacher"])
-def test_non_finite_input_raises_before_touching_scales(bad: float, where: str) -> None:
-    reg = R.build("aft", 3, 4)
+@pytest.mark.parametrize(("name", "form"), [("aft", "explicit"), ("aft", "gram"), ("aft-rbf", "explicit"),
+                                            ("aft-dense", "auto"), ("kernel-kd", "auto")])
+def test_non_finite_input_raises_before_touching_scales(bad: float, where: str, name: str, form: str) -> None:
+    """The check reads the loss; every NaN/Inf input must still reach it and be named."""
+    reg = R.build(name, 3, 4, kernel_form=form)
+    before = {k: v.clone() for k, v in reg.state_dict().items()}
     phi, psi = torch.randn(5, 3), torch.randn(5, 4)
     (phi if where == "student" else psi)[2, 1] = bad
-    with pytest.raises(NonFiniteError, match=f"{where} features contain NaN or Inf"):
+    with pytest.raises(NonFiniteError, match=f"^{where} features contain NaN or Inf"):
         reg(phi, psi)
-    assert torch.equal(reg.s, torch.zeros(4))
+    assert all(torch.equal(v, before[k]) for k, v in reg.state_dict().items())
+
+
+def test_non_finite_loss_from_finite_inputs_blames_the_parameters() -> None:
+    reg = R.build("aft", 3, 4)
+    with torch.no_grad():
+        reg.s[1] = float("nan")
+    with pytest.raises(NonFiniteError, match="inputs are finite; its parameters have diverged"):
+        reg(torch.randn(5, 3), torch.randn(5, 4))
+    reg.check_finite = False
+    assert torch.isnan(reg(torch.randn(5, 3), torch.randn(5, 4)))
 
 
 def test_shape_errors_are_clear() -> None:

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from aft.errors import ConfigError
 from aft.regularizers.kernels import (
     aft_kernel_distance,
     choose_form,
@@ -121,3 +122,41 @@ def test_rank_surrogates_reproduce_the_global_gradient() -> None:
     total = sum(x.detach() for x in locals_)
     got = sum(torch.autograd.grad(rank_surrogate(x, total, 9, world), phi)[0] for x in locals_) / world
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("rows", [None, slice(2, 7), torch.tensor([0, 3, 9]), torch.arange(10) % 3 == 0])
+def test_weighted_explicit_path_equals_premultiplied_features(rows: object) -> None:
+    """psi_weights=rho (cheap path: centre first, normalize the B x B kernel) == Psi * rho, values and gradients."""
+    g = torch.Generator().manual_seed(11)
+    phi = torch.randn(10, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    psi = torch.randn(10, 13, generator=g, dtype=torch.float64) * 3 + 1
+    s = torch.randn(13, generator=g, dtype=torch.float64, requires_grad=True)
+    fast = kernel_sq_diff_sum(phi, psi, rows=rows, form="explicit", psi_weights=torch.sigmoid(s))  # type: ignore[arg-type]
+    slow = kernel_sq_diff_sum(phi, psi * torch.sigmoid(s), rows=rows, form="explicit")  # type: ignore[arg-type]
+    torch.testing.assert_close(fast, slow, rtol=1e-12, atol=1e-12)
+    for a, b in zip(torch.autograd.grad(fast, (phi, s)), torch.autograd.grad(slow, (phi, s)), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_weighted_path_keeps_gradients_to_teacher_features_that_need_them() -> None:
+    phi = torch.randn(6, 3, dtype=torch.float64)
+    psi = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    rho = torch.rand(4, dtype=torch.float64)
+    (got,) = torch.autograd.grad(kernel_sq_diff_sum(phi, psi, psi_weights=rho), psi)
+    (want,) = torch.autograd.grad(kernel_sq_diff_sum(phi, psi * rho), psi)
+    torch.testing.assert_close(got, want)
+    assert got.abs().sum() > 0
+
+
+def test_weighted_path_batch_of_one_has_zero_not_nan_gradient() -> None:
+    phi = torch.randn(1, 3, requires_grad=True)
+    s = torch.zeros(4, requires_grad=True)
+    total = kernel_sq_diff_sum(phi, torch.randn(1, 4), psi_weights=torch.sigmoid(s), form="explicit")
+    total.backward()
+    assert float(total.detach()) == 0.0
+    assert torch.equal(s.grad, torch.zeros(4)) and torch.equal(phi.grad, torch.zeros(1, 3))
+
+
+def test_psi_weights_of_the_wrong_shape_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r"psi_weights must have shape \(4,\)"):
+        kernel_sq_diff_sum(torch.randn(3, 2), torch.randn(3, 4), psi_weights=torch.ones(5))

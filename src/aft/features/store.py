@@ -376,6 +376,9 @@ class ConcatenatedFeatures:
 
     def get(self, ids: Sequence[str], views: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
         """float32 ``(len(ids), dim)``: every teacher's features for `ids`, side by side."""
+        if len(self.sources) == 1:  # one teacher: its own (fresh) array, no second copy
+            (src,) = self.sources.values()
+            return np.asarray(src.get(ids, views), dtype=np.float32)
         out = np.empty((len(ids), self.dim), dtype=np.float32)
         for name, src in self.sources.items():
             start, end = self.column_ranges[name]

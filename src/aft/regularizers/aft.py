@@ -45,8 +45,9 @@ class AdaptiveFeatureTransfer(KernelAlignmentRegularizer):
         """Feature weights sigmoid(s), shape ``(d_psi,)``."""
         return torch.sigmoid(self.s)
 
-    def teacher_transform(self, psi: torch.Tensor) -> torch.Tensor:
-        return psi * self.rho().to(psi.dtype)
+    def teacher_weights(self) -> torch.Tensor:
+        """rho: the teacher side of the kernel is Psi * rho."""
+        return self.rho()
 
     def metrics(self, loss: torch.Tensor) -> dict[str, float]:
         return rho_metrics(loss, self.rho())

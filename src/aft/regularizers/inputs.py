@@ -30,6 +30,22 @@ def check_finite(check: bool, **tensors: torch.Tensor) -> None:
     )
 
 
+def check_finite_output(output: torch.Tensor, check: bool, **inputs: torch.Tensor) -> torch.Tensor:
+    """Return `output`; raise `NonFiniteError` if it is NaN or Inf, naming the inputs at fault.
+
+    For losses that reach every input through a batch mean (the kernel methods center each
+    column), any NaN/Inf input makes the output NaN, so checking the scalar output is the input
+    check at the cost of one scalar read instead of a pass over B x (d_phi + d_psi) values.
+    """
+    if not check or bool(torch.isfinite(output).all()):
+        return output
+    check_finite(True, **inputs)
+    raise NonFiniteError(
+        "the regularizer's loss is NaN or Inf although its inputs are finite; its parameters have "
+        "diverged: lower prior_lr / the learning rate or use float32 features"
+    )
+
+
 def validate_pair(
     student_features: torch.Tensor,
     teacher_features: torch.Tensor | None,

@@ -14,7 +14,7 @@ import torch
 from aft.errors import ConfigError
 from aft.regularizers import kernels
 from aft.regularizers.base import Regularizer
-from aft.regularizers.inputs import validate_pair
+from aft.regularizers.inputs import check_finite_output, validate_pair
 
 
 class KernelAlignmentRegularizer(Regularizer):
@@ -24,7 +24,8 @@ class KernelAlignmentRegularizer(Regularizer):
         student_dim: d_phi.
         teacher_dim: d_psi.
         kernel_form: ``"auto"`` (cheaper exact form), ``"explicit"`` or ``"gram"``.
-        check_finite: raise `NonFiniteError` on NaN/Inf inputs (one host sync per call).
+        check_finite: raise `NonFiniteError` on NaN/Inf inputs, detected from the loss (any NaN/Inf
+            input reaches it through the centering): one scalar read per call.
     """
 
     kernel: ClassVar[str] = "linear"
@@ -43,13 +44,29 @@ class KernelAlignmentRegularizer(Regularizer):
         return phi
 
     def teacher_transform(self, psi: torch.Tensor) -> torch.Tensor:
-        """Teacher features as compared (identity unless overridden)."""
+        """Teacher features as compared, before `teacher_weights` (identity unless overridden)."""
         return psi
 
-    def loss_term(self, student_features: torch.Tensor, teacher_features: torch.Tensor, labels: Any = None) -> torch.Tensor:
-        phi, psi = validate_pair(student_features, teacher_features, self.student_dim, self.teacher_dim, self.check_finite)
+    def teacher_weights(self) -> torch.Tensor | None:
+        """Per-column weights of the teacher features (AFT's rho), or None.
+
+        Handed to the kernel separately rather than multiplied in `teacher_transform`, so the
+        explicit linear form can use its cheaper weighted path (same value).
+        """
+        return None
+
+    def _sq_diff_sum(self, phi_in: torch.Tensor, psi_in: torch.Tensor, rows: kernels.Rows) -> torch.Tensor:
+        phi, psi = validate_pair(phi_in, psi_in, self.student_dim, self.teacher_dim, check=False)
         assert psi is not None
-        return kernels.kernel_distance(self.student_transform(phi), self.teacher_transform(psi.detach()), self.kernel, self.kernel_form)  # type: ignore[arg-type]
+        weights = self.teacher_weights()
+        total = kernels.kernel_sq_diff_sum(
+            self.student_transform(phi), self.teacher_transform(psi.detach()), rows, self.kernel, self.kernel_form,  # type: ignore[arg-type]
+            psi_weights=None if weights is None else weights.to(psi.dtype),
+        )
+        return check_finite_output(total, self.check_finite, **{"student features": phi, "teacher features": psi})
+
+    def loss_term(self, student_features: torch.Tensor, teacher_features: torch.Tensor, labels: Any = None) -> torch.Tensor:
+        return kernels.distance_from_sum(self._sq_diff_sum(student_features, teacher_features, None), student_features.shape[0])
 
     def partial_sum(self, global_student: torch.Tensor, global_teacher: torch.Tensor, rows: kernels.Rows = None) -> torch.Tensor:
         """Data-parallel building block: sum of squared kernel differences of `rows` vs all columns.
@@ -61,9 +78,7 @@ class KernelAlignmentRegularizer(Regularizer):
 
         See `aft.regularizers.kernels` for how ranks combine the sums into the exact global R.
         """
-        phi, psi = validate_pair(global_student, global_teacher, self.student_dim, self.teacher_dim, self.check_finite)
-        assert psi is not None
-        return kernels.kernel_sq_diff_sum(self.student_transform(phi), self.teacher_transform(psi.detach()), rows, self.kernel, self.kernel_form)  # type: ignore[arg-type]
+        return self._sq_diff_sum(global_student, global_teacher, rows)
 
 
 def rho_metrics(loss: torch.Tensor, rho: torch.Tensor) -> dict[str, float]:

@@ -12,6 +12,13 @@ B^2 (d_phi + d_psi); ``"gram"`` uses ||A_r A^T - C_r C^T||_F^2 = <A_r^T A_r, A^T
 <C_r^T C_r, C^T C> - 2 <A_r^T C_r, A^T C>, costing about B (d_phi^2 + d_psi^2 + d_phi d_psi).
 ``"auto"`` picks the cheaper by that count.
 
+AFT's teacher side is Psi * rho with Psi fixed and only rho learned. Passing rho as
+``psi_weights`` (instead of a pre-multiplied Psi) gives the same value but a cheaper explicit
+form: Psi is centered without autograd (centering commutes with a column scaling), the row norms
+are a matrix-vector product (Psi_c^2) rho^2, and the normalization divides the B x B kernel
+instead of the B x d_psi features, so the backward pass does one B x B x d_psi product and a few
+B x d_psi element-wise operations instead of the full normalization graph.
+
 Data parallelism (exact global-batch kernel). With W ranks each holding b = B / W rows:
 
 1. gather Phi from all ranks WITH gradient (e.g. ``torch.distributed.nn.functional.all_gather``)
@@ -73,6 +80,27 @@ def _explicit_linear(a: torch.Tensor, c: torch.Tensor, rows: Rows) -> torch.Tens
     return (diff * diff).sum()
 
 
+def _weighted_teacher_kernel(psi: torch.Tensor, weights: torch.Tensor, rows: Rows) -> torch.Tensor:
+    """Rows `rows` of the linear kernel of center_normalize(psi * weights), psi constant."""
+    p = psi.detach()
+    p = p - p.mean(dim=0, keepdim=True)
+    w2 = weights * weights
+    p_r = p if rows is None else p[rows]
+    raw = (p_r * w2) @ p.T  # (rows, B): sum_k p_ik p_jk w_k^2
+    # squared row norms of p * weights: the diagonal of the full kernel, else a matrix-vector product
+    sq = torch.diagonal(raw) if rows is None else (p * p) @ w2
+    # clamped so a zero row (batch of one) has a zero, not NaN, gradient
+    norms = torch.sqrt(sq.clamp_min(1e-30)) + ROW_EPS
+    n_r = norms if rows is None else norms[rows]
+    return raw / (n_r[:, None] * norms[None, :])
+
+
+def _explicit_linear_weighted(a: torch.Tensor, psi: torch.Tensor, weights: torch.Tensor, rows: Rows) -> torch.Tensor:
+    a_r = a if rows is None else a[rows]
+    diff = a_r @ a.T - _weighted_teacher_kernel(psi, weights, rows)
+    return (diff * diff).sum()
+
+
 def _gram_linear(a: torch.Tensor, c: torch.Tensor, rows: Rows) -> torch.Tensor:
     aa, cc, ac = a.T @ a, c.T @ c, a.T @ c
     if rows is None:
@@ -98,32 +126,43 @@ def kernel_sq_diff_sum(
     rows: Rows = None,
     kernel: Kernel = "linear",
     form: Form = "auto",
+    psi_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Sum of squared kernel differences over `rows` (default all) against all B columns.
 
     Args:
         phi: student features of the (global) batch, ``(B, d_phi)``, with gradient.
-        psi: teacher features of the same batch ``(B, d_psi)``, already weighted (Psi * rho).
+        psi: teacher features of the same batch ``(B, d_psi)``: weighted already, or raw with
+            the weights in `psi_weights`.
         rows: the rows to sum over (a slice, an index or boolean tensor); None = all rows.
             Centering always uses the mean of the whole batch passed in.
         kernel: ``"linear"`` (AFT) or ``"rbf"`` (exp(-squared distance)).
         form: ``"explicit"``, ``"gram"`` (linear only) or ``"auto"``.
+        psi_weights: optional per-column weights ``(d_psi,)`` (AFT's rho): the teacher side is
+            Psi * psi_weights. Same value and gradients as pre-multiplying; when psi needs no
+            gradient the explicit linear form is cheaper this way.
 
     Returns:
         A scalar tensor; summing it over disjoint row blocks gives the full-batch value.
     """
     if form not in FORMS:
         raise ConfigError(f"unknown kernel form {form!r}; valid forms: {', '.join(FORMS)}")
+    if kernel not in ("linear", "rbf"):
+        raise ConfigError(f"unknown kernel {kernel!r}; valid kernels: linear, rbf")
+    if kernel == "rbf" and form == "gram":
+        raise ConfigError("the rbf kernel has no gram form; use kernel_form='explicit' or 'auto'")
+    if psi_weights is not None and psi_weights.shape != (psi.shape[1],):
+        raise ConfigError(f"psi_weights must have shape ({psi.shape[1]},), got {tuple(psi_weights.shape)}")
+    if kernel == "linear" and form == "auto":
+        form = choose_form(phi.shape[0], phi.shape[1], psi.shape[1], None if rows is None else _num_rows(rows, phi.shape[0]))
+    if kernel == "linear" and form == "explicit" and psi_weights is not None and not psi.requires_grad:
+        return _explicit_linear_weighted(center_normalize(phi), psi, psi_weights, rows)
+    if psi_weights is not None:
+        psi = psi * psi_weights
     a, c = center_normalize(phi), center_normalize(psi)
     if kernel == "rbf":
-        if form == "gram":
-            raise ConfigError("the rbf kernel has no gram form; use kernel_form='explicit' or 'auto'")
         diff = _rbf(a, rows) - _rbf(c, rows)
         return (diff * diff).sum()
-    if kernel != "linear":
-        raise ConfigError(f"unknown kernel {kernel!r}; valid kernels: linear, rbf")
-    if form == "auto":
-        form = choose_form(phi.shape[0], phi.shape[1], psi.shape[1], None if rows is None else _num_rows(rows, phi.shape[0]))
     return _gram_linear(a, c, rows) if form == "gram" else _explicit_linear(a, c, rows)
 
 
@@ -132,16 +171,18 @@ def distance_from_sum(total: torch.Tensor, batch_size: int) -> torch.Tensor:
     return torch.sqrt(total / float(batch_size) ** 2 + R_EPS)
 
 
-def kernel_distance(phi: torch.Tensor, psi: torch.Tensor, kernel: Kernel = "linear", form: Form = "auto") -> torch.Tensor:
+def kernel_distance(
+    phi: torch.Tensor, psi: torch.Tensor, kernel: Kernel = "linear", form: Form = "auto", psi_weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """The full-batch AFT discrepancy R = sqrt(mean over B^2 entries of (K_phi - K_psi)^2 + 1e-8)."""
-    return distance_from_sum(kernel_sq_diff_sum(phi, psi, None, kernel, form), phi.shape[0])
+    return distance_from_sum(kernel_sq_diff_sum(phi, psi, None, kernel, form, psi_weights), phi.shape[0])
 
 
 def aft_kernel_distance(
     phi: torch.Tensor, psi: torch.Tensor, rho: torch.Tensor, kernel: Kernel = "linear", form: Form = "auto"
 ) -> torch.Tensor:
     """AFT's R with explicit feature weights: the teacher kernel is built from Psi * rho."""
-    return kernel_distance(phi, psi * rho, kernel, form)
+    return kernel_distance(phi, psi, kernel, form, psi_weights=rho)
 
 
 def rank_surrogate(local_sum: torch.Tensor, global_sum: torch.Tensor, batch_size: int, world_size: int) -> torch.Tensor:
