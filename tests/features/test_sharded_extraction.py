@@ -69,6 +69,12 @@ WORKER = textwrap.dedent("""
     def on_batch(done, total):
         calls.append(done)
         if rank == fail_rank and done == fail_after:
+            # let the other rank finish its shard first (torchrun stops it when this rank dies)
+            import glob, time
+            other = os.path.join(store, "**", {shards_dir!r}, {other_shard!r}, {shard_done!r})
+            deadline = time.time() + 60
+            while not glob.glob(other, recursive=True) and time.time() < deadline:
+                time.sleep(0.05)
             raise RuntimeError("killed by the test")
 
     t_img, t_txt = teachers()
@@ -84,7 +90,9 @@ WORKER = textwrap.dedent("""
 
 def torchrun(tmp_path: Path, store: Path, fail_rank: int = -1, fail_after: int = 0) -> subprocess.CompletedProcess:
     script = tmp_path / "worker.py"
-    script.write_text(WORKER.format(tests_dir=str(Path(__file__).parent)))
+    script.write_text(WORKER.format(tests_dir=str(Path(__file__).parent), shards_dir=SHARDS_DIR,
+                                    other_shard=shard_name(1 - fail_rank if fail_rank in (0, 1) else 0, 2),
+                                    shard_done=SHARD_DONE))
     store.mkdir(exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     return subprocess.run(
