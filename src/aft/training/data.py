@@ -26,16 +26,16 @@ def load_named_split(dataset: str | None, split: str) -> DatasetSplit:
 
 
 def subsample(split: DatasetSplit, n: int | None, seed: int) -> DatasetSplit:
-    """Stratified subsample of `n` samples (`aft.data.stratified_subsample` when available)."""
+    """Stratified subsample of `n` samples (`aft.data.stratified_subsample`); the whole split when
+    `n` is None or not smaller (a larger `n` is logged as a warning: the run uses fewer samples)."""
     if n is None or n >= len(split):
+        if n is not None and n > len(split):
+            logger.warning("%s/%s has %d samples, fewer than the limit %d: using all of them",
+                           split.dataset, split.split, len(split), n)
         return split
-    from aft import data
+    from aft.data import stratified_subsample
 
-    fn = getattr(data, "stratified_subsample", None)
-    if fn is not None:
-        return fn(split, n, seed)
-    idx = np.sort(np.random.default_rng(seed).permutation(len(split))[:n])
-    return split.subset(idx)
+    return stratified_subsample(split, n, seed)
 
 
 def carve_validation(split: DatasetSplit, fraction: float, seed: int) -> tuple[DatasetSplit, DatasetSplit | None]:

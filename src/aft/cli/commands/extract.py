@@ -76,6 +76,9 @@ def load_split(dataset: str, split: str, limit: int | None = None, seed: int = 0
     loaded = load(dataset, split, **options)
     if limit is not None and limit < len(loaded):
         loaded = stratified_subsample(loaded, limit, seed)
+    elif limit is not None and limit > len(loaded):
+        print(f"aft: note: {dataset}/{split} has {len(loaded)} samples, fewer than --limit {limit}; encoding all of them",
+              file=sys.stderr)
     return loaded
 
 
