@@ -160,3 +160,20 @@ def test_weighted_path_batch_of_one_has_zero_not_nan_gradient() -> None:
 def test_psi_weights_of_the_wrong_shape_are_refused() -> None:
     with pytest.raises(ConfigError, match=r"psi_weights must have shape \(4,\)"):
         kernel_sq_diff_sum(torch.randn(3, 2), torch.randn(3, 4), psi_weights=torch.ones(5))
+
+
+def test_fused_full_batch_form_passes_gradcheck() -> None:
+    """The hand-written backward of the full-batch weighted form, against finite differences (float64)."""
+    from aft.regularizers.kernels import _WeightedLinearSqDiffSum
+
+    g = torch.Generator().manual_seed(12)
+    phi = torch.randn(7, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    psi = torch.randn(7, 9, generator=g, dtype=torch.float64)
+    w = torch.rand(9, generator=g, dtype=torch.float64).add_(0.2).requires_grad_()
+    assert torch.autograd.gradcheck(lambda x, v: _WeightedLinearSqDiffSum.apply(x, psi, v), (phi, w))
+    # and the same value and gradients as the composed form it replaces
+    fused = kernel_sq_diff_sum(phi, psi, form="explicit", psi_weights=w)
+    composed = kernel_sq_diff_sum(phi, psi * w, form="explicit")
+    torch.testing.assert_close(fused, composed, rtol=1e-12, atol=1e-12)
+    for a, b in zip(torch.autograd.grad(fused, (phi, w)), torch.autograd.grad(composed, (phi, w)), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

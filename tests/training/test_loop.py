@@ -141,3 +141,25 @@ def test_load_student_round_trip(tmp_path, splits):
     x = student.preprocess(splits[1].inputs[:5])
     with torch.no_grad():
         assert torch.equal(student(x)[0], res.student(x)[0])
+
+
+def test_deterministic_switch_is_on_during_the_run_and_restored_after(splits, features):
+    seen: list[bool] = []
+    assert not torch.are_deterministic_algorithms_enabled()
+    res = train(cfg(method="aft", steps=3, deterministic=True), features=features, train_split=splits[0],
+                student_module=seeded_net(), on_step=lambda step, rec: seen.append(torch.are_deterministic_algorithms_enabled()))
+    assert seen == [True, True, True]
+    assert not torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.deterministic
+    # same math: the deterministic run's weights equal a default run's (CPU kernels are deterministic already)
+    plain = train(cfg(method="aft", steps=3), features=features, train_split=splits[0], student_module=seeded_net())
+    assert all(torch.equal(v, plain.student.state_dict()[k]) for k, v in res.student.state_dict().items())
+
+
+def test_deterministic_switch_restores_settings_after_an_error(splits, features):
+    def boom(step, rec):
+        raise Kill("stop")
+
+    with pytest.raises(Kill):
+        train(cfg(method="aft", steps=3, deterministic=True), features=features, train_split=splits[0],
+              student_module=seeded_net(), on_step=boom)
+    assert not torch.are_deterministic_algorithms_enabled()

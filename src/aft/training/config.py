@@ -65,6 +65,8 @@ class TrainConfig:
     # runtime
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    # deterministic kernels only (torch.use_deterministic_algorithms) for bit-identical GPU runs
+    deterministic: bool = False
     # data parallel: "local" = each rank its own rows of the global-batch kernel (methods with
     # `partial_sum`), "full" = every rank the whole global-batch regularizer (docs/training.md)
     ddp_kernel: Literal["local", "full"] = "local"

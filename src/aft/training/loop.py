@@ -37,6 +37,7 @@ from aft.training.atomic import atomic_write_bytes, atomic_write_json
 from aft.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from aft.training.config import TrainConfig
 from aft.training.data import carve_validation, check_features_cover, load_named_split, subsample
+from aft.training.determinism import deterministic_algorithms
 from aft.training.schedule import lr_factor
 
 logger = logging.getLogger(__name__)
@@ -277,8 +278,23 @@ def train(
         ...                            teachers=["efficientnet-lite0"], feature_store="features/",
         ...                            steps=200, output="runs/digits-aft"))  # doctest: +SKIP
     """
-    t0 = time.perf_counter()
     cfg = dataclasses.replace(config).validate()
+    with deterministic_algorithms(cfg.deterministic):
+        return _train(cfg, features=features, train_split=train_split, test_split=test_split,
+                      student_module=student_module, on_step=on_step)
+
+
+def _train(
+    cfg: TrainConfig,
+    *,
+    features: Any,
+    train_split: DatasetSplit | None,
+    test_split: DatasetSplit | None,
+    student_module: nn.Module | None,
+    on_step: StepHook | None,
+) -> TrainResult:
+    """`train` after validation, inside the determinism settings."""
+    t0 = time.perf_counter()
     reg_cls = REGULARIZERS.get(cfg.method)  # unknown method -> lists valid ones
     if cfg.select == "best" and cfg.val_fraction <= 0:
         raise ConfigError("select: best needs a validation split; set val_fraction > 0")
@@ -610,8 +626,9 @@ def _config_hash(cfg: TrainConfig) -> str:
     import hashlib
 
     d = cfg.to_dict()
-    # ddp_kernel: both forms are exact, and a run may resume with either
-    for k in ("resume", "overwrite", "progress", "tensorboard", "log_every", "checkpoint_every", "device", "ddp_kernel"):
+    # ddp_kernel: both forms are exact, and a run may resume with either; deterministic: same math
+    for k in ("resume", "overwrite", "progress", "tensorboard", "log_every", "checkpoint_every", "device", "ddp_kernel",
+              "deterministic"):
         d.pop(k, None)
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
 
