@@ -82,6 +82,8 @@ WORKER = textwrap.dedent("""
         extract_distributed(t_img, image_split(), store, batch_size=4, progress=False, checkpoint_every_s=0,
                             on_batch=on_batch)
         extract_distributed(t_txt, text_split(), store, batch_size=4, progress=False, partition="strided")
+        extract_distributed(t_img, image_split(), store, batch_size=4, progress=False, views=3)
+        extract_distributed(t_txt, text_split(), store, batch_size=5, progress=False, views=2, partition="strided")
     finally:
         with open(os.path.join(store, f"calls-{{rank}}.json"), "w") as f:
             json.dump(calls, f)
@@ -147,6 +149,18 @@ def test_two_processes_match_one_and_a_killed_rank_resumes(tmp_path: Path) -> No
         store.verify(split)
     # images, contiguous batches: rank 0 holds the first rows, so the store keeps the stored order
     assert FeatureStore.open(full / ref_img.path.relative_to(tmp_path / "single")).ids == img.ids
+    # K-view stores: every view of every sample equals the single-process K-view extraction
+    for teacher, split, k, bs in ((t_img, img, 3, 4), (t_txt, txt, 2, 5)):
+        ref = FeatureStore.open(extract(teacher, split, tmp_path / "single", batch_size=bs, progress=False, views=k)[0])
+        got = FeatureStore.open(full / ref.path.relative_to(tmp_path / "single"))
+        assert got.num_views == k and len(got.manifest["shards"]) == 2
+        assert got.manifest["augmentation"] == ref.manifest["augmentation"] is not None
+        for v in range(k):
+            want = ref.get(split.ids, [v] * len(split))
+            assert np.array_equal(got.get(split.ids, [v] * len(split)), want)
+        assert not np.array_equal(ref.get(split.ids, [1] * len(split)), ref.get(split.ids, [0] * len(split)))
+        got.verify_checksum()
+        got.verify(split)
 
     # --- rank 1 killed after its first batch: no manifest, shard 0 done, shard 1 resumable -----
     part = tmp_path / "part"

@@ -60,6 +60,60 @@ def _take(split: DatasetSplit, idx: np.ndarray) -> np.ndarray | list[str]:
     return [split.inputs[i] for i in idx]
 
 
+def resolve_views(views: int, augmentation: str | AugmentationPolicy | None, modality: str) -> AugmentationPolicy | None:
+    """The augmentation policy of a K-view extraction (None for K = 1); raises on K < 1."""
+    if int(views) < 1:
+        raise ConfigError(f"views must be >= 1, got {views}")
+    if int(views) == 1:
+        return None
+    from aft.augment.views import resolve_policy
+
+    return resolve_policy(augmentation, modality)
+
+
+def views_identity(num_views: int, policy: AugmentationPolicy | None) -> tuple[int, dict[str, Any] | None, str | None]:
+    """``(num_views, manifest augmentation entry, store-path tag)`` of a (possibly) K-view store."""
+    if num_views > 1 and policy is not None:
+        from aft.augment.views import policy_tag
+
+        return num_views, _jsonable(policy.config()), policy_tag(policy, num_views)
+    return 1, None, None
+
+
+def encode_batch(
+    teacher: Teacher, split: DatasetSplit, idx: np.ndarray, view: int, policy: AugmentationPolicy | None,
+    np_dtype: np.dtype, num_views: int,
+) -> np.ndarray:
+    """Encode samples `idx` (view `view`: augmented by `policy` when > 0) as a checked `np_dtype` block.
+
+    Raises:
+        ConfigError: the teacher returned the wrong shape.
+        NonFiniteError: NaN/Inf in the output, or a float16 overflow (naming the sample and the fix).
+    """
+    inputs = _take(split, idx)
+    if view > 0 and policy is not None:
+        inputs = policy.apply(inputs, [split.ids[i] for i in idx], [view] * idx.size)
+    feats = np.asarray(teacher.encode(inputs))
+    if feats.shape != (idx.size, teacher.dim):
+        raise ConfigError(
+            f"teacher {teacher.name!r} returned {feats.shape} for a batch of {idx.size}; expected "
+            f"({idx.size}, {teacher.dim})"
+        )
+    with np.errstate(over="ignore", invalid="ignore"):
+        block = feats.astype(np_dtype, copy=False)
+    finite = np.isfinite(block).all(axis=1)
+    if not finite.all():
+        bad = split.ids[int(idx[np.argmin(finite)])]
+        raw_ok = bool(np.isfinite(feats[np.argmin(finite)]).all())
+        why = "overflows float16; use --dtype float32" if raw_ok else "is NaN/Inf; check that input"
+        where = f" (view {view})" if num_views > 1 else ""
+        raise NonFiniteError(
+            f"teacher {teacher.name!r} gave non-finite features for sample {bad!r}{where} of "
+            f"{split.dataset}/{split.split}: the output {why}"
+        )
+    return block
+
+
 def extract(
     teachers: Sequence[str | Teacher] | str | Teacher,
     split: DatasetSplit,
@@ -107,13 +161,7 @@ def extract(
         raise ConfigError(f"unknown dtype {dtype!r}; use float16 or float32")
     if int(batch_size) < 1:
         raise ConfigError(f"batch size must be >= 1, got {batch_size}")
-    if int(views) < 1:
-        raise ConfigError(f"views must be >= 1, got {views}")
-    policy = None
-    if int(views) > 1:
-        from aft.augment.views import resolve_policy
-
-        policy = resolve_policy(augmentation, split.modality)
+    policy = resolve_views(views, augmentation, split.modality)
     if isinstance(teachers, str | Teacher):
         teachers = [teachers]
     paths = []
@@ -150,15 +198,7 @@ def _extract_one(
             f"pick a {split.modality} teacher"
         )
     fingerprint = split.fingerprint()
-    aug_info: dict[str, Any] | None = None
-    views_tag = None
-    if num_views > 1 and policy is not None:
-        from aft.augment.views import policy_tag
-
-        aug_info = _jsonable(policy.config())
-        views_tag = policy_tag(policy, num_views)
-    else:
-        num_views = 1
+    num_views, aug_info, views_tag = views_identity(num_views, policy)
     path = store_path(root, teacher.name, split.dataset, split.split, fingerprint, views_tag)
     teacher_info = {
         "name": teacher.name,
@@ -233,28 +273,7 @@ def _extract_one(
             for u in range(start_batch, num_batches):
                 view, b = divmod(u, per_view)
                 idx = order[b * batch_size : (b + 1) * batch_size]
-                inputs = _take(split, idx)
-                if view > 0 and policy is not None:
-                    inputs = policy.apply(inputs, [split.ids[i] for i in idx], [view] * idx.size)
-                feats = teacher.encode(inputs)
-                feats = np.asarray(feats)
-                if feats.shape != (idx.size, teacher.dim):
-                    raise ConfigError(
-                        f"teacher {teacher.name!r} returned {feats.shape} for a batch of {idx.size}; expected "
-                        f"({idx.size}, {teacher.dim})"
-                    )
-                with np.errstate(over="ignore", invalid="ignore"):
-                    block = feats.astype(np_dtype, copy=False)
-                finite = np.isfinite(block).all(axis=1)
-                if not finite.all():
-                    bad = split.ids[int(idx[np.argmin(finite)])]
-                    raw_ok = bool(np.isfinite(feats[np.argmin(finite)]).all())
-                    why = "overflows float16; use --dtype float32" if raw_ok else "is NaN/Inf; check that input"
-                    where = f" (view {view})" if num_views > 1 else ""
-                    raise NonFiniteError(
-                        f"teacher {teacher.name!r} gave non-finite features for sample {bad!r}{where} of "
-                        f"{split.dataset}/{split.split}: the output {why}"
-                    )
+                block = encode_batch(teacher, split, idx, view, policy, np_dtype, num_views)
                 if num_views == 1:
                     writer.write(idx, block)
                 else:

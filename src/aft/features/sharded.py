@@ -30,13 +30,14 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from aft.data.split import DatasetSplit
-from aft.errors import ConfigError, FeatureStoreError, NonFiniteError, OutputExistsError
+from aft.errors import ConfigError, FeatureStoreError, OutputExistsError
 from aft.features._io import atomic_write_bytes, atomic_write_json, fsync_dir, sha256_file
+from aft.features.extract import encode_batch, resolve_views, views_identity
 from aft.features.store import (
     ARRAY,
     DTYPES,
@@ -53,6 +54,9 @@ from aft.features.store import (
 )
 from aft.paths import safe_join
 from aft.teachers.base import Teacher, build_teacher
+
+if TYPE_CHECKING:
+    from aft.augment.views import AugmentationPolicy
 
 log = logging.getLogger(__name__)
 
@@ -222,13 +226,16 @@ def extract_distributed(
     checkpoint_every_s: float = 5.0,
     on_batch: Callable[[int, int], None] | None = None,
     partition: str = "contiguous",
+    views: int = 1,
+    augmentation: str | AugmentationPolicy | None = None,
 ) -> list[Path]:
     """Extract each teacher's features for `split`, this rank encoding its part into its own shard.
 
     Call it on every rank of an initialized ``torch.distributed`` process group (or alone: one
-    shard). Arguments are those of `aft.features.extract`, plus `partition` (``"contiguous"`` or
-    ``"strided"`` batches per rank). ``on_batch(done, total)`` counts this rank's batches. Returns
-    the store paths (complete on every rank when the call returns).
+    shard). Arguments are those of `aft.features.extract` (``views``/``augmentation`` included:
+    each rank encodes every view of its own samples), plus `partition` (``"contiguous"`` or
+    ``"strided"`` batches per rank). ``on_batch(done, total)`` counts this rank's (view, batch)
+    units. Returns the store paths (complete on every rank when the call returns).
 
     Raises:
         FeatureStoreError: another rank failed (this rank's shard is kept; rerun to resume).
@@ -240,6 +247,7 @@ def extract_distributed(
         raise ConfigError(f"batch size must be >= 1, got {batch_size}")
     if partition not in PARTITIONS:
         raise ConfigError(f"unknown partition {partition!r}; use contiguous or strided")
+    policy = resolve_views(views, augmentation, split.modality)
     if isinstance(teachers, str | Teacher):
         teachers = [teachers]
     comm = _Comm()
@@ -247,7 +255,7 @@ def extract_distributed(
     for spec in teachers:
         teacher = build_teacher(spec, device=device) if isinstance(spec, str) else spec
         paths.append(_extract_sharded(teacher, split, Path(store_root), int(batch_size), dtype, progress, overwrite,
-                                      checkpoint_every_s, on_batch, partition, comm))
+                                      checkpoint_every_s, on_batch, partition, comm, int(views), policy))
     return paths
 
 
@@ -263,6 +271,8 @@ def _extract_sharded(
     on_batch: Callable[[int, int], None] | None,
     partition: str,
     comm: _Comm,
+    num_views: int = 1,
+    policy: AugmentationPolicy | None = None,
 ) -> Path:
     from aft.features.extract import _aft_version, batch_order
 
@@ -272,7 +282,8 @@ def _extract_sharded(
             f"pick a {split.modality} teacher"
         )
     fingerprint = split.fingerprint()
-    path = store_path(root, teacher.name, split.dataset, split.split, fingerprint)
+    num_views, aug_info, views_tag = views_identity(num_views, policy)
+    path = store_path(root, teacher.name, split.dataset, split.split, fingerprint, views_tag)
     teacher_info = _jsonable({
         "name": teacher.name, "version": teacher.version, "preprocess": teacher.preprocess_config(),
         "modality": teacher.modality, "class": type(teacher).__qualname__,
@@ -286,7 +297,8 @@ def _extract_sharded(
     if comm.rank == 0 and is_complete(path):
         try:
             existing = FeatureStore.open(path, check_finite=False)
-            same = existing.manifest["teacher"] == teacher_info and existing.dtype == dtype and existing.num_views == 1
+            same = (existing.manifest["teacher"] == teacher_info and existing.dtype == dtype
+                    and existing.num_views == num_views and existing.manifest.get("augmentation") == aug_info)
         except Exception:  # noqa: BLE001 - an unreadable store counts as "different"
             same = False
         action = "keep" if same and not overwrite else ("replace" if overwrite else "refuse")
@@ -310,7 +322,8 @@ def _extract_sharded(
     positions = np.sort(np.concatenate([order[b * batch_size : (b + 1) * batch_size] for b in mine])
                         if mine.size else np.zeros(0, dtype=np.int64))
     plan = {
-        "teacher": teacher_info, "dataset": dataset_info, "dim": teacher.dim, "dtype": dtype, "num_views": 1,
+        "teacher": teacher_info, "dataset": dataset_info, "dim": teacher.dim, "dtype": dtype,
+        "num_views": num_views, "augmentation": aug_info,
         "batch_size": batch_size, "batch_order": order_kind, "rank": rank, "world_size": world,
         "partition": partition,
     }
@@ -319,7 +332,7 @@ def _extract_sharded(
     t0 = time.perf_counter()
     try:
         _write_shard(teacher, split, shard_dir, plan, order, mine, positions, batch_size, dtype, progress,
-                     checkpoint_every_s, on_batch)
+                     checkpoint_every_s, on_batch, num_views, policy)
     except BaseException as exc:  # noqa: BLE001 - reported to the other ranks, then re-raised
         error = exc
     ok_ranks = comm.all_ok(error is None)
@@ -333,7 +346,7 @@ def _extract_sharded(
     if rank == 0:
         try:
             _finalize(path, world, split, plan, teacher, dataset_info, teacher_info, dtype, order_kind,
-                      batch_size, partition, time.perf_counter() - t0, _aft_version())
+                      batch_size, partition, time.perf_counter() - t0, _aft_version(), num_views, aug_info)
             ok = True
         except BaseException:
             comm.all_ok(False)
@@ -358,11 +371,11 @@ def _write_shard(
     progress: bool,
     checkpoint_every_s: float,
     on_batch: Callable[[int, int], None] | None,
+    num_views: int = 1,
+    policy: AugmentationPolicy | None = None,
 ) -> None:
     import torch
     from tqdm.auto import tqdm
-
-    from aft.features.extract import _take
 
     done_file = shard_dir / SHARD_DONE
     if done_file.is_file():
@@ -375,8 +388,9 @@ def _write_shard(
             return
         done_file.unlink()
     count = int(positions.size)
-    writer = FeatureStoreWriter(shard_dir, plan, count=count, num_views=1, dim=teacher.dim, dtype=dtype)
-    total = int(mine.size)
+    writer = FeatureStoreWriter(shard_dir, plan, count=count, num_views=num_views, dim=teacher.dim, dtype=dtype)
+    per_view = int(mine.size)
+    total = per_view * num_views  # units of work, in the order (view, batch)
     start = min(writer.batches_done, total)
     local_row = np.full(len(split), -1, dtype=np.int64)
     local_row[positions] = np.arange(count)
@@ -384,26 +398,16 @@ def _write_shard(
     last_ckpt = time.perf_counter()
     rows_done = writer.rows_done if start else 0
     try:
-        with torch.inference_mode(), tqdm(total=count, initial=rows_done, unit="sample", disable=not progress,
-                                          desc=f"{teacher.name} {split.dataset}/{split.split} [{shard_dir.name}]",
-                                          dynamic_ncols=True) as bar:
+        with torch.inference_mode(), tqdm(total=count * num_views, initial=rows_done, unit="sample",
+                                          disable=not progress, dynamic_ncols=True,
+                                          desc=f"{teacher.name} {split.dataset}/{split.split} [{shard_dir.name}]"
+                                          + (f" x{num_views} views" if num_views > 1 else "")) as bar:
             for k in range(start, total):
-                b = int(mine[k])
+                view, j = divmod(k, per_view)
+                b = int(mine[j])
                 idx = order[b * batch_size : (b + 1) * batch_size]
-                feats = np.asarray(teacher.encode(_take(split, idx)))
-                if feats.shape != (idx.size, teacher.dim):
-                    raise ConfigError(f"teacher {teacher.name!r} returned {feats.shape} for a batch of {idx.size}; "
-                                      f"expected ({idx.size}, {teacher.dim})")
-                with np.errstate(over="ignore", invalid="ignore"):
-                    block = feats.astype(np_dtype, copy=False)
-                finite = np.isfinite(block).all(axis=1)
-                if not finite.all():
-                    i = int(np.argmin(finite))
-                    why = ("overflows float16; use --dtype float32" if np.isfinite(feats[i]).all()
-                           else "is NaN/Inf; check that input")
-                    raise NonFiniteError(f"teacher {teacher.name!r} gave non-finite features for sample "
-                                         f"{split.ids[int(idx[i])]!r} of {split.dataset}/{split.split}: the output {why}")
-                writer.write(local_row[idx], block)
+                block = encode_batch(teacher, split, idx, view, policy, np_dtype, num_views)
+                writer.write(local_row[idx], block, view=view if num_views > 1 else None)
                 rows_done += idx.size
                 now = time.perf_counter()
                 if now - last_ckpt >= checkpoint_every_s and k + 1 < total:
@@ -431,7 +435,8 @@ def _write_shard(
 def _finalize(
     path: Path, world: int, split: DatasetSplit, plan: dict[str, Any], teacher: Teacher,
     dataset_info: dict[str, Any], teacher_info: dict[str, Any], dtype: str, order_kind: str,
-    batch_size: int, partition: str, elapsed: float, aft_version: str,
+    batch_size: int, partition: str, elapsed: float, aft_version: str, num_views: int = 1,
+    aug_info: dict[str, Any] | None = None,
 ) -> None:
     shards, all_ids = [], []
     for r in range(world):
@@ -455,15 +460,15 @@ def _finalize(
     atomic_write_bytes(path / IDS, ids_bytes)
     itemsize = np.dtype(dtype).itemsize
     manifest = {
-        "teacher": teacher_info, "dataset": dataset_info, "augmentation": None,
+        "teacher": teacher_info, "dataset": dataset_info, "augmentation": aug_info,
         "extraction": {
             "batch_size": batch_size, "batch_order": order_kind, "device": str(teacher.device),
             "world_size": world, "partition": partition, "seconds_last_run": round(elapsed, 3),
             "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "aft_version": aft_version,
         },
         "format": FORMAT, "format_version": FORMAT_VERSION, "dim": teacher.dim, "dtype": dtype,
-        "count": len(all_ids), "num_views": 1, "shape": [len(all_ids), 1, teacher.dim],
-        "array": {"file": None, "sharded": True, "bytes": len(all_ids) * teacher.dim * itemsize,
+        "count": len(all_ids), "num_views": num_views, "shape": [len(all_ids), num_views, teacher.dim],
+        "array": {"file": None, "sharded": True, "bytes": len(all_ids) * num_views * teacher.dim * itemsize,
                   "sha256": hashlib.sha256("".join(s["sha256"] for s in shards).encode()).hexdigest()},
         "ids": {"file": IDS, "sha256": hashlib.sha256(ids_bytes).hexdigest(), "count": len(all_ids)},
         "shards": shards,
@@ -475,12 +480,10 @@ def _finalize(
 
 
 
-def check_distributed_args(nproc: int, views: int = 1) -> None:
+def check_distributed_args(nproc: int) -> None:
     """Refuse options that sharded extraction does not support (one line, naming the fix)."""
     if nproc < 1:
         raise ConfigError(f"--nproc must be >= 1, got {nproc}")
-    if views > 1:
-        raise ConfigError("distributed extraction writes clean features only; extract --views in one process")
 
 
 def relaunch_under_torchrun(nproc: int, argv: Sequence[str] | None = None) -> int:

@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     if distributed or args.nproc < 1:
         from aft.features.sharded import check_distributed_args, extract_distributed, init_distributed
 
-        check_distributed_args(args.nproc, args.views)
+        check_distributed_args(args.nproc)
         init_distributed(args.device)
         extract = partial(extract_distributed, partition=args.partition)  # noqa: F811 - one shard per rank
 
@@ -107,9 +107,8 @@ def run(args: argparse.Namespace) -> int:
     options = parse_options(args.data_option)
     for split_name in splits:
         split = load_split(args.dataset, split_name, args.limit, args.seed, **options)
-        kw = {"views": args.views, "augmentation": args.augment} if not distributed else {}
         paths = extract(teachers, split, store, batch_size=args.batch_size, dtype=args.dtype,
-                        progress=not args.no_progress, **kw)
+                        progress=not args.no_progress, views=args.views, augmentation=args.augment)
         if int(os.environ.get("RANK", "0")) != 0:
             continue
         for teacher, path in zip(teachers, paths, strict=True):
