@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> AFTTrainer:
     reg = aft.regularizers.build("aft", student_dim=model.config.hidden_size, teacher_dim=features.dim)
     targs = TrainingArguments(output_dir=str(out), max_steps=args.steps, per_device_train_batch_size=args.batch_size,
                               learning_rate=5e-5, logging_steps=1, save_strategy="no", report_to="none",
-                              remove_unused_columns=True, dataloader_num_workers=0, seed=0)
+                              remove_unused_columns=True, dataloader_num_workers=0, seed=0,
+                              dataloader_pin_memory=torch.cuda.is_available())
     trainer = AFTTrainer(model=model, args=targs, train_dataset=TokenizedSplit(train, tokenizer, args.max_length),
                          data_collator=TeacherFeatureCollator(features, DataCollatorWithPadding(tokenizer)),
                          regularizer=reg, beta=args.beta)
