@@ -44,7 +44,9 @@ def handler(args: argparse.Namespace) -> int:
         print(f"      {name}: {ensure(name, args.cache_dir)}")
     store = cache_dir(args.cache_dir) / "features"
     print(f"[2/4] teacher features -> {store} (extracted once, reused afterwards)")
-    print("[3/4] training STL, KD and AFT: beta in {1, 10} chosen on validation, then 3 seeds on test")
+    betas = ", ".join(f"{b:g}" for b in suite.beta_grid)
+    print(f"[3/4] training STL, KD and AFT ({suite.train.get('steps')} steps): beta in {{{betas}}} chosen on "
+          f"validation, then {len(suite.seeds)} seeds on test")
     result = compare(suite, records, store, device=args.device, cache_dir=args.cache_dir, progress=True)
     print()
     print(summary_table(result.records))
