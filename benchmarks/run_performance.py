@@ -170,7 +170,7 @@ def part_regularizer_call(args, emit) -> None:
 
     from aft.regularizers.base import build
     from aft.regularizers.inputs import check_finite
-    from aft.regularizers.kernels import _explicit_linear_weighted, center_normalize, kernel_sq_diff_sum
+    from aft.regularizers.kernels import center_normalize, kernel_sq_diff_sum
 
     torch.manual_seed(0)
     d_phi, d_psi = 128, 1280
@@ -184,8 +184,12 @@ def part_regularizer_call(args, emit) -> None:
         reg(phi, psi).backward()
 
     def composed() -> None:
-        total = _explicit_linear_weighted(center_normalize(phi), psi, reg.rho(), None)
-        torch.sqrt(total / BATCH**2 + 1e-8).backward()
+        # the weighted formulation written with torch ops: autograd records each one
+        a_, pc, w2 = center_normalize(phi), psi - psi.mean(dim=0, keepdim=True), reg.rho() ** 2
+        raw = (pc * w2) @ pc.T
+        norms = torch.sqrt(torch.diagonal(raw).clamp_min(1e-30)) + 1e-8
+        diff = a_ @ a_.T - raw / (norms[:, None] * norms[None, :])
+        torch.sqrt((diff * diff).sum() / BATCH**2 + 1e-8).backward()
 
     def premultiplied() -> None:
         check_finite(True, phi=phi, psi=psi)

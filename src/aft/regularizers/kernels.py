@@ -80,35 +80,29 @@ def _explicit_linear(a: torch.Tensor, c: torch.Tensor, rows: Rows) -> torch.Tens
     return (diff * diff).sum()
 
 
-def _weighted_teacher_kernel(psi: torch.Tensor, weights: torch.Tensor, rows: Rows) -> torch.Tensor:
-    """Rows `rows` of the linear kernel of center_normalize(psi * weights), psi constant."""
-    p = psi.detach()
-    p = p - p.mean(dim=0, keepdim=True)
-    w2 = weights * weights
-    p_r = p if rows is None else p[rows]
-    raw = (p_r * w2) @ p.T  # (rows, B): sum_k p_ik p_jk w_k^2
-    # squared row norms of p * weights: the diagonal of the full kernel, else a matrix-vector product
-    sq = torch.diagonal(raw) if rows is None else (p * p) @ w2
-    # clamped so a zero row (batch of one) has a zero, not NaN, gradient
-    norms = torch.sqrt(sq.clamp_min(1e-30)) + ROW_EPS
-    n_r = norms if rows is None else norms[rows]
-    return raw / (n_r[:, None] * norms[None, :])
+def _center_normalize_backward(xc: torch.Tensor, r: torch.Tensor, q: torch.Tensor, g_a: torch.Tensor) -> torch.Tensor:
+    """Gradient w.r.t. x of a = center_normalize(x), given xc = centered x, r = ||xc||, q = r + eps."""
+    # a = xc / q: d xc = (g_a - u (u . g_a) r / q) / q with u = xc / r (every factor bounded, so a
+    # zero row gets a zero gradient, also in float32); centering: subtract the column mean
+    u = xc / r.clamp_min(1e-30)[:, None]
+    g_xc = (g_a - u * ((u * g_a).sum(dim=1) * (r / q))[:, None]) / q[:, None]
+    return g_xc - g_xc.mean(dim=0, keepdim=True)
 
 
-def _explicit_linear_weighted(a: torch.Tensor, psi: torch.Tensor, weights: torch.Tensor, rows: Rows) -> torch.Tensor:
-    a_r = a if rows is None else a[rows]
-    diff = a_r @ a.T - _weighted_teacher_kernel(psi, weights, rows)
-    return (diff * diff).sum()
+def _row_index(rows: slice | torch.Tensor, batch: int, device: torch.device) -> torch.Tensor:
+    if isinstance(rows, slice):
+        return torch.arange(batch, device=device)[rows]
+    return rows.nonzero().squeeze(1) if rows.dtype == torch.bool else rows.to(torch.long)
 
 
 class _WeightedLinearSqDiffSum(torch.autograd.Function):
     """The full-batch explicit weighted form in one autograd node with a hand-written backward.
 
-    Same value as ``_explicit_linear_weighted(center_normalize(phi), psi, weights, None)``; the
-    backward is the closed form (tested against autograd and with gradcheck), which runs about a
-    third of the element-wise operations autograd records for the composed form: on a CPU the
-    dispatch of each small op, not the arithmetic, is what the composed form spends most of its
-    time on. Gradients flow to phi and the weights; psi is a constant.
+    Same value and gradients as building the kernels of center_normalize(phi) and
+    center_normalize(psi * weights) with torch ops (tested against that and with gradcheck), but
+    about a third of the element-wise operations autograd would record: on a CPU the dispatch of
+    each small op, not the arithmetic, is where the composed form spends most of its time.
+    Gradients flow to phi and the weights; psi is a constant.
     """
 
     @staticmethod
@@ -133,12 +127,7 @@ class _WeightedLinearSqDiffSum(torch.autograd.Function):
         g_diff = diff * (2.0 * grad)  # symmetric, as both kernels are
         d_phi = d_w = None
         if ctx.needs_input_grad[0]:
-            g_a = 2.0 * (g_diff @ a)
-            # a = xc / q, q = r + eps, r = ||xc||: d xc = (g_a - u (u . g_a) r / q) / q with u = xc / r
-            # (every factor bounded, so a zero row gives a zero gradient, also in float32)
-            u = xc / r.clamp_min(1e-30)[:, None]
-            g_xc = (g_a - u * ((u * g_a).sum(dim=1) * (r / q))[:, None]) / q[:, None]
-            d_phi = g_xc - g_xc.mean(dim=0, keepdim=True)
+            d_phi = _center_normalize_backward(xc, r, q, 2.0 * (g_diff @ a))
         if ctx.needs_input_grad[2]:
             # K_psi = raw / (n n^T), n = sqrt(diag raw) + eps, raw = P diag(w^2) P^T
             g_n = (g_diff * k_psi).sum(dim=1) * (2.0 / n)
@@ -147,6 +136,50 @@ class _WeightedLinearSqDiffSum(torch.autograd.Function):
             g_raw.diagonal().add_(g_m2)
             d_w = ((g_raw @ p) * p).sum(dim=0) * (2.0 * weights)
         return d_phi, None, d_w
+
+
+class _WeightedLinearRowsSqDiffSum(torch.autograd.Function):
+    """`_WeightedLinearSqDiffSum` for the rows `idx` against all B columns (the data-parallel block).
+
+    The row norms of Psi * weights come from a matrix-vector product (the block has no full
+    diagonal); duplicate indices count twice, as indexing would.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, phi: torch.Tensor, psi: torch.Tensor, weights: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        xc = phi - phi.mean(dim=0, keepdim=True)
+        r = torch.linalg.vector_norm(xc, dim=1)
+        q = r + ROW_EPS
+        a = xc / q[:, None]
+        p = psi - psi.mean(dim=0, keepdim=True)
+        w2 = weights * weights
+        m2 = (p * p) @ w2
+        m = torch.sqrt(m2.clamp_min(1e-30))
+        n = m + ROW_EPS
+        k_r = ((p[idx] * w2) @ p.T).div_(n[idx][:, None] * n[None, :])
+        diff = torch.addmm(k_r, a[idx], a.T, beta=-1.0)  # K_phi - K_psi on the rows idx
+        ctx.save_for_backward(xc, r, q, a, p, weights, m2, m, n, k_r, diff, idx)
+        return (diff * diff).sum()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, torch.Tensor | None, None]:  # type: ignore[override]
+        xc, r, q, a, p, weights, m2, m, n, k_r, diff, idx = ctx.saved_tensors
+        g_diff = diff * (2.0 * grad)  # (rows, B)
+        d_phi = d_w = None
+        if ctx.needs_input_grad[0]:
+            g_a = g_diff.T @ a[idx]  # a as the columns
+            g_a.index_add_(0, idx, g_diff @ a)  # a as the rows
+            d_phi = _center_normalize_backward(xc, r, q, g_a)
+        if ctx.needs_input_grad[2]:
+            # K_psi[i, j] = raw[i, j] / (n_i n_j), n = sqrt((P * P) @ w^2) + eps, raw = P_idx diag(w^2) P^T
+            gk = g_diff * k_r
+            g_n = gk.sum(dim=0) / n
+            g_n.index_add_(0, idx, gk.sum(dim=1) / n[idx])
+            g_raw = g_diff.div(n[idx][:, None] * n[None, :]).neg_()
+            g_m2 = torch.where(m2 > 1e-30, g_n / (2.0 * m), torch.zeros_like(m))
+            d_w2 = ((g_raw @ p) * p[idx]).sum(dim=0) + (p * p).T @ g_m2
+            d_w = d_w2 * (2.0 * weights)
+        return d_phi, None, d_w, None
 
 
 def _gram_linear(a: torch.Tensor, c: torch.Tensor, rows: Rows) -> torch.Tensor:
@@ -206,7 +239,7 @@ def kernel_sq_diff_sum(
     if kernel == "linear" and form == "explicit" and psi_weights is not None and not psi.requires_grad:
         if rows is None:
             return _WeightedLinearSqDiffSum.apply(phi, psi, psi_weights)
-        return _explicit_linear_weighted(center_normalize(phi), psi, psi_weights, rows)
+        return _WeightedLinearRowsSqDiffSum.apply(phi, psi, psi_weights, _row_index(rows, phi.shape[0], phi.device))
     if psi_weights is not None:
         psi = psi * psi_weights
     a, c = center_normalize(phi), center_normalize(psi)
