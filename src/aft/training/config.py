@@ -77,6 +77,9 @@ class TrainConfig:
     log_every: int = 10
     progress: bool = True
     tensorboard: bool = True
+    # beta schedule (aft.training.beta_schedule): "auto" holds beta at 0 until the student has left
+    # chance, then ramps it up; N = linear warm-up over N steps; 0 = constant beta (the paper's)
+    beta_warmup: Union[Literal["auto"], int] = "auto"
 
     @property
     def total_batch_size(self) -> int:
@@ -106,6 +109,8 @@ class TrainConfig:
         for key in ("weight_decay", "warmup_steps", "eval_every", "checkpoint_every"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
+        if not isinstance(self.beta_warmup, str) and self.beta_warmup < 0:
+            raise ConfigError(f"beta_warmup must be 'auto' or a number of steps >= 0, got {self.beta_warmup}")
         if self.log_every < 1:
             raise ConfigError(f"log_every must be >= 1, got {self.log_every}")
         if self.views < 1:

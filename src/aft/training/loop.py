@@ -34,7 +34,9 @@ from aft.students.io import safetensors_bytes, save_student, state_for_safetenso
 from aft.students.module import ModuleStudent
 from aft.training import distributed as D
 from aft.training.atomic import atomic_write_bytes, atomic_write_json
+from aft.training.beta_schedule import BetaSchedule, label_entropy
 from aft.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from aft.training.collapse import CollapseReport, check_collapse
 from aft.training.config import TrainConfig
 from aft.training.data import carve_validation, check_features_cover, load_named_split, subsample
 from aft.training.determinism import deterministic_algorithms
@@ -77,9 +79,12 @@ class TrainResult:
     student: Student
     regularizer: Regularizer
     history: list[dict[str, Any]] = field(default_factory=list)
+    collapse: CollapseReport | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "collapsed": None if self.collapse is None else self.collapse.collapsed,
+            "collapse": None if self.collapse is None else self.collapse.to_json(),
             "val_accuracy": self.val_accuracy,
             "test_accuracy": self.test_accuracy,
             "steps": self.steps,
@@ -437,6 +442,8 @@ def _train(
     else:
         total_steps = 5000
 
+    chance_loss = label_entropy(labels.numpy(), num_classes)
+    beta_schedule = BetaSchedule(cfg.beta, cfg.beta_warmup, total_steps, chance_loss=chance_loss)
     ids_tr = tr.ids
     evaluator_val = _Evaluator(x_val, torch.as_tensor(val.labels, dtype=torch.long), cfg.eval_batch_size, device,
                                autocast, info) if val is not None and x_val is not None else None
@@ -458,6 +465,7 @@ def _train(
         start_step = int(state["step"])
         best_acc, best_step = float(state["best_acc"]), int(state["best_step"])
         best_state = state.get("best")
+        beta_schedule.load_state_dict(state.get("beta_schedule"))
         logger.info("resumed from step %d", start_step)
     metrics_path = run_dir / "metrics.jsonl" if (run_dir is not None and info.is_main) else None
     if run_dir is not None and info.is_main:
@@ -515,8 +523,9 @@ def _train(
             else:
                 reg_loss, reg_metrics = reg.loss_term(phi_g, psi_g, y_g), {}
                 reg_term = reg_loss
-        objective = task + cfg.beta * reg_term
-        loss = objective if reg_term is reg_loss else task.detach() + cfg.beta * reg_loss.detach()
+        beta_t = beta_schedule.value(step)
+        objective = task + beta_t * reg_term
+        loss = objective if reg_term is reg_loss else task.detach() + beta_t * reg_loss.detach()
         factor = lr_factor(step, total_steps, cfg.warmup_steps, cfg.schedule)
         for g in optimizer.param_groups:
             g["lr"] = g["base_lr"] * factor
@@ -528,12 +537,20 @@ def _train(
             torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], cfg.grad_clip)
         scaler.step(optimizer)
         scaler.update()
+        if beta_schedule.gated:
+            # the gate must open at the same step on every rank: decide on the global-batch task loss
+            opened_before = beta_schedule.opened_at
+            task_global = D.all_reduce_sum([float(task.detach())], info, device)[0] / info.world_size
+            beta_schedule.observe(step, task_global)
+            if beta_schedule.opened_at is not None and opened_before is None and info.is_main:
+                logger.info("beta warm-up: the student left chance at step %d (task loss %.3f, label entropy "
+                            "%.3f); beta ramps to %g", beta_schedule.opened_at, task_global, chance_loss, cfg.beta)
 
         done = step + 1
         record: dict[str, Any] = {}
         if log_now:
             record = {"step": done, "epoch": epoch, "loss": float(loss.detach()), "task_loss": float(task.detach()),
-                      "reg_loss": float(reg_loss.detach()), "lr": optimizer.param_groups[0]["lr"]}
+                      "reg_loss": float(reg_loss.detach()), "lr": optimizer.param_groups[0]["lr"], "beta": beta_t}
             record.update({f"reg/{k}": v for k, v in reg_metrics.items()})
             if len(optimizer.param_groups) > 1:
                 record["lr_reg"] = optimizer.param_groups[1]["lr"]
@@ -559,7 +576,7 @@ def _train(
                 "step": done, "student": _cpu_state(student), "regularizer": _cpu_state(reg),
                 "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state(),
                 "best_acc": best_acc, "best_step": best_step, "best": best_state, "config_hash": _config_hash(cfg),
-                "last": last,
+                "last": last, "beta_schedule": beta_schedule.state_dict(),
             })
         if on_step is not None:
             on_step(done, record)
@@ -580,12 +597,21 @@ def _train(
         ev = _Evaluator(x_te, torch.as_tensor(test_split.labels, dtype=torch.long), cfg.eval_batch_size, device,
                         autocast, info)
         test_acc, _ = ev(student)
+    collapse = None
+    if x_val is not None and val is not None and len(val) > 0:
+        collapse = check_collapse(student, x_val, torch.as_tensor(val.labels, dtype=torch.long), chance_loss,
+                                  history, total_steps, "validation", device, cfg.eval_batch_size)
+    else:
+        collapse = check_collapse(student, x_tr, labels, chance_loss, history, total_steps, "training", device,
+                                  cfg.eval_batch_size)
+    if collapse.collapsed and info.is_main:
+        logger.warning("run did not learn: %s", collapse.reason)
     student.eval()
     result = TrainResult(
         run_dir=run_dir, val_accuracy=val_acc, test_accuracy=test_acc, steps=total_steps,
         selected_step=selected_step, wall_time_s=time.perf_counter() - t0,
         student_params=student.num_parameters(), rho_summary=rho_summary(reg.importance(), column_ranges),
-        student=student, regularizer=reg, history=history,
+        student=student, regularizer=reg, history=history, collapse=collapse,
     )
     if run_dir is not None and info.is_main:
         save_student(student, run_dir, extra={"method": cfg.method, "dataset": tr.dataset})
@@ -594,6 +620,7 @@ def _train(
                            safetensors_bytes(reg_state, {"method": cfg.method, "column_ranges": json.dumps(column_ranges)}))
         summary = result.to_json()
         summary.update({"method": cfg.method, "student": cfg.student, "dataset": tr.dataset, "beta": cfg.beta,
+                        "beta_warmup": cfg.beta_warmup, "beta_opened_at": beta_schedule.opened_at,
                         "train_size": len(tr), "val_size": len(val) if val is not None else 0,
                         "test_size": len(test_split) if test_split is not None else 0,
                         "world_size": info.world_size, "device": str(device), "last_metrics": last,
