@@ -131,8 +131,19 @@ def test_training_adds_regularizer_group_and_logs_metrics(tmp_path):
     for h in logs:
         assert math.isfinite(h["loss"])
         assert {"aft/loss", "aft/rho_mean", "aft/task_loss"} <= set(h)
-        assert h["loss"] == pytest.approx(h["aft/task_loss"] + BETA * h["aft/loss"], rel=1e-4)
+        assert h["loss"] == pytest.approx(h["aft/task_loss"] + h["aft/beta"] * h["aft/loss"], rel=1e-4)
     assert logs[0]["aft/rho_mean"] == pytest.approx(0.5)  # rho starts at sigmoid(0)
+    # beta_warmup "auto": 0 until the task loss leaves chance or 30 % of the steps (1 of 3) have passed
+    assert logs[0]["aft/beta"] == 0.0 and logs[-1]["aft/beta"] == pytest.approx(BETA)
+
+
+def test_constant_beta_without_warmup(tmp_path):
+    trainer = _trainer(tmp_path, steps=3, beta_warmup=0)
+    trainer.train()
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    for h in logs:
+        assert h["aft/beta"] == BETA
+        assert h["loss"] == pytest.approx(h["aft/task_loss"] + BETA * h["aft/loss"], rel=1e-4)
 
 
 def test_beta_zero_leaves_task_loss_and_regularizer_lr_is_used(tmp_path):

@@ -31,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -42,6 +43,7 @@ import torch
 from aft.errors import CheckpointError, ConfigError, FeatureStoreError
 from aft.features.source import TeacherFeatureSource
 from aft.regularizers.base import Regularizer
+from aft.training.beta_schedule import BetaSchedule
 
 try:
     from transformers import Trainer
@@ -160,6 +162,11 @@ class AFTTrainer(Trainer):
         regularizer_lr: the learning rate given to ``regularizer.param_groups`` (methods that
             follow the student's lr, e.g. ``kd``, use it; AFT uses its own ``prior_lr``);
             default the Trainer's learning rate.
+        beta_warmup: ``"auto"`` (default): beta is 0 until the model's task loss has left chance
+            (ln of ``model.config.num_labels``, else the first training losses), then ramps up over
+            10 % of the steps, as in `aft.training.train` (docs/regularizers.md); ``N``: linear
+            warm-up over N optimizer steps; ``0``: constant beta. The gate is not checkpointed: a
+            resumed run past 30 % of its steps opens it at once.
         *args, **kwargs: passed to `transformers.Trainer`; use `TeacherFeatureCollator` as
             ``data_collator``.
     """
@@ -174,6 +181,7 @@ class AFTTrainer(Trainer):
         beta: float = 1.0,
         feature_fn: Callable[[Any, Mapping[str, torch.Tensor]], torch.Tensor] = mean_pooled_features,
         regularizer_lr: float | None = None,
+        beta_warmup: str | int = "auto",
         **kwargs: Any,
     ) -> None:
         if not isinstance(regularizer, Regularizer):
@@ -183,6 +191,9 @@ class AFTTrainer(Trainer):
             )
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta >= 0:
             raise ConfigError(f"beta must be a number >= 0, got {beta!r}")
+        if not (beta_warmup == "auto" or (isinstance(beta_warmup, int) and not isinstance(beta_warmup, bool)
+                                          and beta_warmup >= 0)):
+            raise ConfigError(f"beta_warmup must be 'auto' or a number of steps >= 0, got {beta_warmup!r}")
         if regularizer_lr is not None and not regularizer_lr > 0:
             raise ConfigError(f"regularizer_lr must be > 0, got {regularizer_lr!r}")
         super().__init__(*args, **kwargs)
@@ -190,6 +201,9 @@ class AFTTrainer(Trainer):
         self.beta = float(beta)
         self.feature_fn = feature_fn
         self.regularizer_lr = regularizer_lr
+        self.beta_warmup = beta_warmup
+        self._beta_schedule: BetaSchedule | None = None
+        self._first_losses: list[float] = []
         self._reg_metrics: dict[str, list[float]] = defaultdict(list)
 
     # ------------------------------------------------------------------ data
@@ -236,8 +250,31 @@ class AFTTrainer(Trainer):
         for name, value in out.metrics.items():
             self._reg_metrics[name].append(float(value))
         self._reg_metrics["task_loss"].append(float(task_loss.detach()))
-        loss = task_loss + self.beta * out.loss
+        beta = self._current_beta(model, task_loss)
+        self._reg_metrics["beta"].append(beta)
+        loss = task_loss + beta * out.loss
         return (loss, outputs) if return_outputs else loss
+
+    def _current_beta(self, model: torch.nn.Module, task_loss: torch.Tensor) -> float:
+        """beta of this step from the warm-up (`aft.training.beta_schedule`), gated on the mean task loss."""
+        if self._beta_schedule is None:
+            num_labels = getattr(getattr(model, "config", None), "num_labels", None)
+            chance = math.log(num_labels) if isinstance(num_labels, int) and num_labels > 1 else None
+            if chance is None and self.beta_warmup == "auto":
+                self._first_losses.append(float(task_loss.detach()))
+                if len(self._first_losses) < 5:
+                    return 0.0
+                chance = float(np.mean(self._first_losses))
+            self._beta_schedule = BetaSchedule(self.beta, self.beta_warmup, max(1, int(self.state.max_steps or 1)),
+                                               chance_loss=chance or math.log(2.0))
+        schedule, step = self._beta_schedule, int(self.state.global_step)
+        if schedule.gated:
+            value = task_loss.detach().float().reshape(1).clone()
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                torch.distributed.all_reduce(value)  # every process opens the gate at the same step
+                value /= torch.distributed.get_world_size()
+            schedule.observe(step, float(value))
+        return schedule.value(step)
 
     def training_step(self, model: torch.nn.Module, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> torch.Tensor:
         loss = super().training_step(model, inputs, *args, **kwargs)
