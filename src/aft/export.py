@@ -124,6 +124,7 @@ def export_onnx(
     verify: bool = True,
     rtol: float = 1e-3,
     atol: float = 1e-4,
+    trust_remote_code: bool = False,
 ) -> Path:
     """Write the student (a run folder or a `Student` / ``(logits, features)`` module) as ONNX at `path`.
 
@@ -136,6 +137,8 @@ def export_onnx(
         overwrite: replace an existing file.
         verify: check the file with onnx.checker and compare onnxruntime's outputs with PyTorch's.
         rtol, atol: tolerances of that comparison.
+        trust_remote_code: for a run folder of a transformer student, let it import the model folder's
+            own Python code. Off by default and never taken from ``student.json``.
 
     Returns:
         the written path.
@@ -157,7 +160,7 @@ def export_onnx(
     else:
         from aft.students.io import load_student
 
-        student = load_student(model, module=module)
+        student = load_student(model, module=module, trust_remote_code=trust_remote_code is True)
     student = student.to("cpu").eval()
     example = (example_input if example_input is not None else _example_input(student)).to("cpu")
     wrapper = _Outputs(student).eval()

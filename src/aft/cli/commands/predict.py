@@ -25,6 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="let a transformer student import its model folder's own Python code (off: nothing from "
+                        "the run folder executes; a student.json asking for it is refused)")
     p.set_defaults(func=handler)
     return p
 
@@ -59,13 +62,17 @@ def _load_images(paths: list[str]) -> tuple[list[str], Any]:
     return [str(f) for f in files], np.stack(arrays)
 
 
-def predict(model_dir: str, inputs: Any, *, device: str = "cpu", batch_size: int = 256) -> list[dict[str, Any]]:
-    """Classify `inputs` (texts or uint8 images) with the student saved in `model_dir`."""
+def predict(model_dir: str, inputs: Any, *, device: str = "cpu", batch_size: int = 256,
+            trust_remote_code: bool = False) -> list[dict[str, Any]]:
+    """Classify `inputs` (texts or uint8 images) with the student saved in `model_dir`.
+
+    `trust_remote_code` is off unless the caller turns it on (never from the run folder's files).
+    """
     import torch
 
     from aft.training import load_student
 
-    student = load_student(model_dir, map_location=device)
+    student = load_student(model_dir, map_location=device, trust_remote_code=trust_remote_code is True)
     names = student.class_names or [str(i) for i in range(student.num_classes)]
     out = []
     with torch.no_grad():
@@ -94,7 +101,8 @@ def handler(args: argparse.Namespace) -> int:
         keys, inputs = _load_images(args.inputs)
     if not len(inputs):
         raise DataError("nothing to classify: the input is empty")
-    preds = predict(args.model, inputs, device=args.device, batch_size=args.batch_size)
+    preds = predict(args.model, inputs, device=args.device, batch_size=args.batch_size,
+                    trust_remote_code=args.trust_remote_code is True)
     for key, pred in zip(keys, preds, strict=True):
         if args.format == "json":
             print(json.dumps({"input": key, **pred}))
