@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from aft.atomic_io import umask_mode
 from aft.errors import AftError, ConfigError, OutputExistsError
 
 log = logging.getLogger(__name__)
@@ -194,9 +195,7 @@ def export_onnx(
             _verify(tmp, wrapper, _second_batch(example), rtol, atol)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600
+        os.chmod(tmp, umask_mode())  # mkstemp creates 0600; the file gets what open() would give it
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
