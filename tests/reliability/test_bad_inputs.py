@@ -375,6 +375,79 @@ ROWS: list[Row] = [
 ]
 
 
+# ------------------------------------------------------------------------------ issue 14 (harden-a)
+# Untrusted run folders, archives, names and cached assets. Kept in this separate block (appended to
+# ROWS) so that other additions to ROWS merge cleanly.
+def predict_remote_code(tmp: Path) -> list[str]:
+    """A run folder whose student.json asks to run the model folder's own Python code."""
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    run = tmp / "model"
+    run.mkdir()
+    save_file({"head.weight": torch.zeros(2, 4)}, str(run / "student.safetensors"))
+    write(run / "student.json", json.dumps({"name": "hf", "num_classes": 2, "class_names": ["a", "b"],
+                                            "options": {"model_id": str(run), "trust_remote_code": True}}))
+    return ["predict", "--model", str(run), "--texts", "hello"]
+
+
+def compare_escaping_suite_name(tmp: Path) -> list[str]:
+    suite = write(tmp / "suite.yaml", "name: ../../escaped\ndataset: digits\nstudents: [cnn-small]\n"
+                  "teacher_sets: [[rp-image]]\nmethods: [aft]\ntrain_sizes: [10]\n")
+    return ["compare", str(suite), "--store", str(tmp / "store"), "--no-progress"]
+
+
+def api_wheel_member_escapes(tmp: Path) -> None:
+    import zipfile
+
+    from aft.assets.pip_wheel import extract_from_wheel, prefix_selector
+
+    wheel = tmp / "evil-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("pkg/data/../../../escaped.txt", b"x")
+    (tmp / "staging").mkdir()
+    extract_from_wheel(wheel, prefix_selector("pkg/data/"), tmp / "staging")
+
+
+def api_cached_asset_modified(tmp: Path) -> None:
+    """A pinned asset in the cache whose file has the right size but one flipped byte, then used."""
+    import hashlib
+
+    import aft.assets.core as core
+    from aft.registry import Registry
+
+    payload = b"weights!" * 64
+    pin = core.tree_digest({"w.bin": {"size": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}})
+    reg: Registry[core.AssetSpec] = Registry("asset")
+    reg.add("weights", core.AssetSpec("weights", "pinned weights", "fake", lambda d, p: (d / "w.bin").write_bytes(payload),
+                                      result="w.bin", tree_sha256=pin))
+    saved = core.ASSETS, core._CATALOG_LOADED
+    core.ASSETS, core._CATALOG_LOADED = reg, True
+    try:
+        path = core.fetch("weights", tmp / "cache", progress=False)
+        path.write_bytes(b"W" + payload[1:])
+        core.ensure("weights", tmp / "cache")
+    finally:
+        core.ASSETS, core._CATALOG_LOADED = saved
+
+
+ROWS += [
+    Row("predict-remote-code", "cli", "`aft predict` on a run folder whose `student.json` asks for `trust_remote_code`",
+        E.ConfigError, r"asks to run the model's own Python code \(trust_remote_code: true\); refused: .*"
+        r"pass --trust-remote-code", predict_remote_code),
+    Row("suite-name-escapes", "cli", "suite YAML with `name: ../../escaped` (it becomes `results/<name>/`)",
+        E.UnsafePathError, r"suite name '\.\./\.\./escaped' is not a plain folder name", compare_escaping_suite_name),
+    Row("wheel-member-escapes", "api", "a wheel member `pkg/data/../../../escaped.txt` (extracting an asset)",
+        E.AssetError, r"unsafe path .*escaped\.txt.* outside the asset folder", api_wheel_member_escapes),
+    Row("cached-asset-modified", "api", "a cached asset file with one byte changed (same size), then used",
+        E.AssetError, r"w\.bin has the wrong sha256 .*run `aft assets fetch --force weights`",
+        api_cached_asset_modified),
+]
+# ------------------------------------------------------------------------------ end issue 14 (harden-a)
+
+
 def files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
