@@ -442,7 +442,7 @@ ROWS += [
     Row("wheel-member-escapes", "api", "a wheel member `pkg/data/../../../escaped.txt` (extracting an asset)",
         E.AssetError, r"unsafe path .*escaped\.txt.* outside the asset folder", api_wheel_member_escapes),
     Row("cached-asset-modified", "api", "a cached asset file with one byte changed (same size), then used",
-        E.AssetError, r"w\.bin has the wrong sha256 .*run `aft assets fetch --force weights`",
+        E.AssetError, r"w\.bin has the wrong sha256 .*run .aft assets fetch --force weights.",
         api_cached_asset_modified),
 ]
 # ------------------------------------------------------------------------------ end issue 14 (harden-a)
