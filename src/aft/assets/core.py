@@ -203,42 +203,48 @@ def check_asset(spec: AssetSpec, folder: Path, full: bool, *, remembered: bool =
     and the size of every file; the full check also compares every file's sha256 with the
     manifest's. With `remembered`, a file whose (size, mtime, ctime, inode) did not change since it
     was last hashed is not read again (`aft.assets.hashcache`); without it every file is re-hashed
-    (``aft assets verify``). Either way the digests are remembered for the next use.
+    (``aft assets list --verify``). Either way the digests are remembered for the next use.
     """
+    return _check(spec, folder, full, remembered)[0]
+
+
+def _check(spec: AssetSpec, folder: Path, full: bool, remembered: bool) -> tuple[str, bool]:
+    """`check_asset`'s reason, and whether it is a content mismatch (right sizes, wrong sha256)."""
     if not folder.is_dir():
-        return "not fetched"
+        return "not fetched", False
     manifest = read_manifest(folder)
     if manifest is None:
-        return "manifest missing or unreadable"
+        return "manifest missing or unreadable", False
     files = manifest["files"]
     if manifest.get("tree_sha256") != tree_digest(files):
-        return "manifest digest does not match its file list"
+        return "manifest digest does not match its file list", False
     if spec.tree_sha256 is not None and manifest["tree_sha256"] != spec.tree_sha256:
-        return "content differs from the version pinned in aft"
-    for rel in files:
-        if not rel or rel.startswith("/") or "\\" in rel or ".." in Path(rel).parts:
-            return f"manifest names a file outside the asset folder ({rel!r})"
+        return "content differs from the version pinned in aft", False
+    base = os.path.abspath(folder)
+    stats: list[tuple[str, str, os.stat_result]] = []
     for rel, entry in files.items():
-        full_path = folder / rel
+        if not rel or rel.startswith("/") or "\\" in rel or ".." in rel.split("/"):
+            return f"manifest names a file outside the asset folder ({rel!r})", False
+        full_path = os.path.join(base, rel)
         try:
-            size = full_path.stat().st_size
+            st = os.stat(full_path)
         except OSError:
-            return f"file {rel} is missing"
-        if size != entry["size"]:
-            return f"file {rel} has {size} bytes, expected {entry['size']} (truncated or modified)"
+            return f"file {rel} is missing", False
+        if st.st_size != entry["size"]:
+            return f"file {rel} has {st.st_size} bytes, expected {entry['size']} (truncated or modified)", False
+        stats.append((rel, full_path, st))
     if not full:
-        return ""
+        return "", False
     with HashCache(_sidecar(folder)) as cache:
-        for rel, entry in files.items():
-            full_path = folder / rel
+        for rel, full_path, st in stats:
             if remembered:
-                digest = cache.sha256(full_path)
+                digest = cache.sha256(full_path, st)
             else:
                 digest = sha256_file(full_path)
                 cache.remember(full_path, digest)
-            if digest != entry["sha256"]:
-                return f"file {rel} has the wrong sha256 (corrupted or modified)"
-    return ""
+            if digest != files[rel]["sha256"]:
+                return f"file {rel} has the wrong sha256 (corrupted or modified)", True
+    return "", False
 
 
 def check_file_against_pin(name: str, path: str | os.PathLike[str]) -> str:
@@ -304,13 +310,16 @@ def ensure(name: str, cache_dir: str | os.PathLike[str] | None = None, progress:
     (later uses ``stat`` it: `aft.assets.hashcache`). A file whose content differs (same size,
     other bytes) is refused, never used: `AssetError` naming ``aft assets fetch --force NAME``.
     """
-    path = _fetch(name, cache_dir, force=False, progress=progress, full_check=False)
+    spec = get_spec(name)
     folder = resolve_cache_dir(cache_dir) / name
-    reason = check_asset(get_spec(name), folder, full=True, remembered=True)
+    reason, modified = _check(spec, folder, full=True, remembered=True)
+    if reason and not modified:  # missing or incomplete: fetch it (digests are remembered by the fetch)
+        _fetch(name, cache_dir, force=False, progress=progress, full_check=False)
+        reason, modified = _check(spec, folder, full=True, remembered=True)
     if reason:
         raise AssetError(f"asset {name} in {folder}: {reason}; refusing to use it: run "
                          f"`aft assets fetch --force {name}` to fetch it again")
-    return path
+    return folder / spec.result if spec.result else folder
 
 
 def _fetch(

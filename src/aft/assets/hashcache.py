@@ -1,5 +1,8 @@
 """Full-file sha256 computed once and remembered by ``(path, size, mtime_ns, ctime_ns, inode)``.
 
+Paths are keyed by their absolute spelling (a path reached through another symlink is a miss:
+hashed once more, never wrong, since the stat stamp is the file's own).
+
 Verifying a cached asset on every use would re-read hundreds of MB; instead each file is hashed
 once and the digest kept in a small JSON sidecar in the asset cache, so later uses only ``stat``
 the file. Any write to the file changes its mtime/ctime (``ctime`` cannot be set back from user
@@ -88,26 +91,31 @@ class HashCache:
         self.files = _read(self.sidecar)
         self.updates: dict[str, Any] = {}
 
-    def lookup(self, path: str | os.PathLike[str]) -> str | None:
-        """The remembered digest of `path` if the file is unchanged since, else None (stat only)."""
-        key = os.path.realpath(path)
+    def lookup(self, path: str | os.PathLike[str], st: os.stat_result | None = None) -> str | None:
+        """The remembered digest of `path` if the file is unchanged since, else None (stat only).
+
+        `st`: the file's ``os.stat`` result when the caller already has it.
+        """
+        key = os.path.abspath(path)
         entry = self.updates.get(key) or self.files.get(key)
+        if not isinstance(entry, dict):
+            return None
         try:
-            stamp = _stamp(os.stat(key))
+            stamp = _stamp(st if st is not None else os.stat(key))
         except OSError:
             return None
-        if isinstance(entry, dict) and entry.get("stat") == stamp and isinstance(entry.get("sha256"), str):
+        if entry.get("stat") == stamp and isinstance(entry.get("sha256"), str):
             return entry["sha256"]
         return None
 
     def remember(self, path: str | os.PathLike[str], sha256: str) -> None:
         """Record that `path`, as it is now on disk, has digest `sha256`."""
-        key = os.path.realpath(path)
+        key = os.path.abspath(path)
         self.updates[key] = {"stat": _stamp(os.stat(key)), "sha256": sha256}
 
-    def sha256(self, path: str | os.PathLike[str]) -> str:
+    def sha256(self, path: str | os.PathLike[str], st: os.stat_result | None = None) -> str:
         """Full sha256 of `path`: remembered when the file is unchanged, else read and remembered."""
-        digest = self.lookup(path)
+        digest = self.lookup(path, st)
         if digest is not None:
             return digest
         before = os.stat(path)
