@@ -52,6 +52,11 @@ DTYPES = ("float16", "float32")
 VERIFY_ON_OPEN_BYTES = 64 << 20
 
 
+class MissingStoreError(FeatureStoreError):
+    """No store at all for a (teacher, split, fingerprint): nothing was extracted for it (as opposed
+    to a store that exists but is interrupted, truncated or corrupt)."""
+
+
 def _slug(text: str) -> str:
     from aft.teachers.base import teacher_slug
 
@@ -462,8 +467,9 @@ def _find_views_store(
         f"run `aft extract --teacher {teacher} --dataset {split.dataset} --split {split.split} "
         f"--views {num_views} --augment {policy.name}" + (f" --store {root}`" if str(root) else "`")
     )
-    state = "was interrupted" if (path / PROGRESS).is_file() else "is missing"
-    raise FeatureStoreError(
+    interrupted = (path / PROGRESS).is_file()
+    state = "was interrupted" if interrupted else "is missing"
+    raise (FeatureStoreError if interrupted else MissingStoreError)(
         f"the {num_views}-view {policy.name} store of teacher {teacher!r} on {split.dataset}/{split.split} "
         f"(fingerprint {fp[:12]}) {state}; {hint}"
     )
@@ -481,12 +487,12 @@ def _find_store(root: Path, teacher: str, split: DatasetSplit, fp: str, views: b
             return base
         if (base / PROGRESS).is_file():
             raise FeatureStoreError(f"{missing}: the extraction in {base} was interrupted; {hint} to resume it")
-        raise FeatureStoreError(f"{missing} under {root}; {hint}")
+        raise MissingStoreError(f"{missing} under {root}; {hint}")
     pattern = re.escape(base.name) + r"-.+"
     found = [p for p in base.parent.glob(base.name + "-*") if re.fullmatch(pattern, p.name) and is_complete(p)]
     if len(found) != 1:
         what = "several augmented-view stores" if found else "no augmented-view store"
-        raise FeatureStoreError(f"{missing}: {what} under {base.parent}; extract exactly one set of views")
+        raise (FeatureStoreError if found else MissingStoreError)(f"{missing}: {what} under {base.parent}; extract exactly one set of views")
     return found[0]
 
 

@@ -7,6 +7,7 @@ under data parallelism, validation-based selection, checkpoints, and the run fol
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import json
@@ -27,7 +28,8 @@ from torch import nn
 
 from aft.augment.views import AugmentationPolicy, draw_views, resolve_policy
 from aft.data.split import DatasetSplit
-from aft.errors import CheckpointError, ConfigError, DataError, FeatureStoreError, OutputExistsError
+from aft.errors import CheckpointError, ConfigError, DataError, OutputExistsError
+from aft.paths import safe_join
 from aft.regularizers.base import REGULARIZERS, PrepareContext, Regularizer
 from aft.students.base import Student, build_student
 from aft.students.io import safetensors_bytes, save_student, state_for_safetensors
@@ -38,6 +40,7 @@ from aft.training.checkpoint import load_checkpoint, rng_state, save_checkpoint,
 from aft.training.config import TrainConfig
 from aft.training.data import carve_validation, check_features_cover, load_named_split, subsample
 from aft.training.determinism import deterministic_algorithms
+from aft.training.runlock import LOCK_NAME, run_lock
 from aft.training.schedule import lr_factor
 
 logger = logging.getLogger(__name__)
@@ -139,16 +142,22 @@ def _method_kwargs(cls: type[Regularizer], cfg: TrainConfig) -> dict[str, Any]:
     return opts
 
 
-def _prepare_output(cfg: TrainConfig, info: D.DistInfo) -> tuple[Path | None, bool]:
-    """Check/clear the run folder; returns (run_dir, resuming_from_checkpoint)."""
+def _check_output(cfg: TrainConfig) -> tuple[Path | None, bool]:
+    """Check the run folder without changing anything; returns (run_dir, resuming_from_checkpoint).
+
+    With ``overwrite``, also checks that every output it would remove is inside the run folder
+    (a symlinked ``checkpoints/`` pointing elsewhere is refused before anything is deleted).
+    """
     if cfg.output is None:
         if cfg.resume:
             raise ConfigError("resume needs an output folder holding checkpoints; set `output`")
         return None, False
     run = Path(cfg.output)
+    if run.exists() and not run.is_dir():
+        raise ConfigError(f"output {str(run)!r} is a file, not a folder; choose a folder for --output")
     ckpt = run / "checkpoints"
     has_ckpt = (ckpt / "checkpoint.pt").exists() or (ckpt / "checkpoint.prev.pt").exists()
-    non_empty = run.exists() and any(run.iterdir())
+    non_empty = _run_non_empty(run)
     if cfg.resume:
         if not has_ckpt:
             if non_empty and not cfg.overwrite:
@@ -158,15 +167,43 @@ def _prepare_output(cfg: TrainConfig, info: D.DistInfo) -> tuple[Path | None, bo
     if non_empty:
         if not cfg.overwrite:
             raise OutputExistsError(f"output folder {str(run)!r} exists; pass --overwrite to replace it or --resume")
-        if info.is_main:
-            for name in RUN_OUTPUTS:
-                p = run / name
-                if p.is_dir():
-                    shutil.rmtree(p)
-                elif p.exists():
-                    p.unlink()
-    D.barrier(info)
+        for name in RUN_OUTPUTS:
+            if (run / name).is_symlink():
+                safe_join(run, name)  # UnsafePathError when it points outside the run folder
     return run, False
+
+
+def _run_non_empty(run: Path) -> bool:
+    """True if `run` holds anything but the lock file of a (possibly finished) run."""
+    try:
+        return run.is_dir() and any(p.name != LOCK_NAME for p in run.iterdir())
+    except OSError as exc:
+        raise ConfigError(f"cannot read output folder {str(run)!r} ({exc.strerror or exc}); "
+                          "choose a readable --output folder") from None
+
+
+def _clear_output(run: Path, info: D.DistInfo) -> None:
+    """Remove the outputs of a previous run (``overwrite``): only `RUN_OUTPUTS`, never what a symlink points to."""
+    if info.is_main:
+        for name in RUN_OUTPUTS:
+            p = run / name
+            if p.is_symlink():
+                p.unlink()
+            elif p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+    D.barrier(info)
+
+
+def _prepare_output(cfg: TrainConfig, info: D.DistInfo) -> tuple[Path | None, bool]:
+    """Check/clear the run folder; returns (run_dir, resuming_from_checkpoint)."""
+    run, resuming = _check_output(cfg)
+    if run is not None and not cfg.resume and cfg.overwrite and _run_non_empty(run):
+        _clear_output(run, info)
+    else:
+        D.barrier(info)
+    return run, resuming
 
 
 def _log_jsonl(path: Path | None, record: dict[str, Any]) -> None:
@@ -242,8 +279,7 @@ def preflight(config: TrainConfig) -> None:
                           "(or use method: none)")
     if cfg.select == "best" and cfg.val_fraction <= 0:
         raise ConfigError("select: best needs a validation split; set val_fraction > 0")
-    if cfg.output and not cfg.resume and not cfg.overwrite and Path(cfg.output).exists() and any(Path(cfg.output).iterdir()):
-        raise OutputExistsError(f"output folder {str(cfg.output)!r} exists; pass --overwrite to replace it or --resume")
+    _check_output(cfg)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,9 +315,9 @@ def train(
         ...                            steps=200, output="runs/digits-aft"))  # doctest: +SKIP
     """
     cfg = dataclasses.replace(config).validate()
-    with deterministic_algorithms(cfg.deterministic):
+    with deterministic_algorithms(cfg.deterministic), contextlib.ExitStack() as stack:
         return _train(cfg, features=features, train_split=train_split, test_split=test_split,
-                      student_module=student_module, on_step=on_step)
+                      student_module=student_module, on_step=on_step, exit_stack=stack)
 
 
 def _train(
@@ -292,8 +328,9 @@ def _train(
     test_split: DatasetSplit | None,
     student_module: nn.Module | None,
     on_step: StepHook | None,
+    exit_stack: contextlib.ExitStack,
 ) -> TrainResult:
-    """`train` after validation, inside the determinism settings."""
+    """`train` after validation, inside the determinism settings (`exit_stack` holds the run lock)."""
     t0 = time.perf_counter()
     reg_cls = REGULARIZERS.get(cfg.method)  # unknown method -> lists valid ones
     if cfg.select == "best" and cfg.val_fraction <= 0:
@@ -337,12 +374,13 @@ def _train(
                 raise ConfigError(f"method {cfg.method!r} needs teacher features: set feature_store and teachers "
                                   "(or use method: none)")
             from aft.features import open_features  # type: ignore[attr-defined]
+            from aft.features.store import MissingStoreError
 
             view_kw: dict[str, Any] = {"views": cfg.views if policy is not None else False, "augmentation": policy}
             # a store may describe our subsample (`aft extract --limit N`) or the whole named split
             try:
                 features = open_features(cfg.feature_store, cfg.teachers, train_full, **view_kw)
-            except FeatureStoreError:
+            except MissingStoreError:  # only "no store for the subsample": a corrupt one is reported as is
                 if train_full is source_split:
                     raise
                 features = open_features(cfg.feature_store, cfg.teachers, source_split, **view_kw)
@@ -364,7 +402,7 @@ def _train(
         from aft.students.base import STUDENTS, resolve_name
 
         STUDENTS.get(resolve_name(cfg.student, {})[0])
-    run_dir, resuming = _prepare_output(cfg, info)
+    run_dir, resuming = _check_output(cfg)  # nothing is deleted before the student and method are built
 
     # --- student + regularizer (seeded) -------------------------------------------------------
     torch.manual_seed(cfg.seed)
@@ -386,6 +424,9 @@ def _train(
         psi_all = torch.from_numpy(np.asarray(features.get(tr.ids), dtype=np.float32))
         reg.prepare(PrepareContext(psi_all, labels, num_classes, column_ranges))
         del psi_all
+    if run_dir is not None and info.is_main:  # held until train() returns; a second `aft train` here refuses
+        exit_stack.enter_context(run_lock(run_dir))
+    run_dir, resuming = _prepare_output(cfg, info)  # re-checked under the lock, then cleared (--overwrite)
     student.to(device)
     reg.to(device)
 
@@ -448,7 +489,7 @@ def _train(
     ckpt_dir = run_dir / "checkpoints" if run_dir is not None else None
     if resuming and ckpt_dir is not None:
         state = load_checkpoint(ckpt_dir)
-        if state.get("config_hash") != _config_hash(cfg):
+        if state.get("config_hash") not in (_config_hash(cfg), _config_hash(cfg, legacy=True)):
             raise CheckpointError("the checkpoint was written with a different config; resume with the same settings")
         student.load_state_dict(state["student"])
         reg.load_state_dict(state["regularizer"])
@@ -622,10 +663,19 @@ def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").clone() for k, v in module.state_dict().items()}
 
 
-def _config_hash(cfg: TrainConfig) -> str:
+def _config_hash(cfg: TrainConfig, legacy: bool = False) -> str:
+    """What a resumed run must share with its checkpoint. Paths do not count by their spelling:
+    ``output`` is where the checkpoint is (a moved or respelled run folder resumes), and
+    ``feature_store`` is compared normalized (the stores themselves are fingerprint-checked).
+    `legacy`: the hash of checkpoints written before paths were normalized."""
     import hashlib
+    import os
 
     d = cfg.to_dict()
+    if not legacy:
+        d.pop("output", None)
+        if d.get("feature_store"):
+            d["feature_store"] = os.path.normpath(d["feature_store"])
     # ddp_kernel: both forms are exact, and a run may resume with either; deterministic: same math
     for k in ("resume", "overwrite", "progress", "tensorboard", "log_every", "checkpoint_every", "device", "ddp_kernel",
               "deterministic"):
