@@ -13,6 +13,7 @@ import inspect
 import json
 import logging
 import math
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from torch import nn
 
 from aft.augment.views import AugmentationPolicy, draw_views, resolve_policy
 from aft.data.split import DatasetSplit
-from aft.errors import CheckpointError, ConfigError, DataError, OutputExistsError
+from aft.errors import AftError, CheckpointError, ConfigError, DataError, OutputExistsError, UnsafePathError
 from aft.paths import safe_join
 from aft.regularizers.base import REGULARIZERS, PrepareContext, Regularizer
 from aft.students.base import Student, build_student
@@ -142,6 +143,32 @@ def _method_kwargs(cls: type[Regularizer], cfg: TrainConfig) -> dict[str, Any]:
     return opts
 
 
+def _check_method_options(cls: type[Regularizer], cfg: TrainConfig) -> None:
+    """Refuse ``method_options`` keys the method's constructor does not take (before anything runs)."""
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    valid = sorted(k for k, p in params.items() if k not in ("self", "student_dim", "teacher_dim")
+                   and p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD))
+    unknown = sorted(set(cfg.method_options) - set(valid))
+    if unknown:
+        raise ConfigError(f"method {cfg.method!r} has no option {unknown[0]!r}; valid method_options: "
+                          f"{', '.join(valid) or 'none'}")
+
+
+def _build_regularizer(cls: type[Regularizer], student_dim: int, teacher_dim: int, cfg: TrainConfig) -> Regularizer:
+    """The method's regularizer; an unknown or ill-typed ``method_options`` key is a one-line `ConfigError`."""
+    _check_method_options(cls, cfg)
+    kwargs = _method_kwargs(cls, cfg)
+    try:
+        return cls(student_dim, teacher_dim, **kwargs)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, AftError):
+            raise
+        raise ConfigError(f"method {cfg.method!r}: bad method_options {sorted(cfg.method_options)} "
+                          f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+
+
 def _check_output(cfg: TrainConfig) -> tuple[Path | None, bool]:
     """Check the run folder without changing anything; returns (run_dir, resuming_from_checkpoint).
 
@@ -169,7 +196,13 @@ def _check_output(cfg: TrainConfig) -> tuple[Path | None, bool]:
             raise OutputExistsError(f"output folder {str(run)!r} exists; pass --overwrite to replace it or --resume")
         for name in RUN_OUTPUTS:
             if (run / name).is_symlink():
-                safe_join(run, name)  # UnsafePathError when it points outside the run folder
+                try:
+                    safe_join(run, name)
+                except UnsafePathError:
+                    raise UnsafePathError(
+                        f"--overwrite refuses to clear {str(run / name)!r}: it is a symlink to "
+                        f"{os.path.realpath(run / name)!r}, outside the run folder; remove the link or choose "
+                        "another --output") from None
     return run, False
 
 
@@ -273,6 +306,7 @@ def preflight(config: TrainConfig) -> None:
 
     cfg = dataclasses.replace(config).validate()
     reg_cls = REGULARIZERS.get(cfg.method)
+    _check_method_options(reg_cls, cfg)
     STUDENTS.get(resolve_name(cfg.student, {})[0])
     if reg_cls.uses_teacher and (not cfg.feature_store or not cfg.teachers):
         raise ConfigError(f"method {cfg.method!r} needs teacher features: set feature_store and teachers "
@@ -333,6 +367,7 @@ def _train(
     """`train` after validation, inside the determinism settings (`exit_stack` holds the run lock)."""
     t0 = time.perf_counter()
     reg_cls = REGULARIZERS.get(cfg.method)  # unknown method -> lists valid ones
+    _check_method_options(reg_cls, cfg)
     if cfg.select == "best" and cfg.val_fraction <= 0:
         raise ConfigError("select: best needs a validation split; set val_fraction > 0")
     device_name = cfg.device
@@ -419,7 +454,7 @@ def _train(
     x_val = _preprocess(student, val) if val is not None else None
     x_te = _preprocess(student, test_split) if test_split is not None else None
     student.discover_feature_dim(x_tr[:2])
-    reg = reg_cls(student.feature_dim, teacher_dim, **_method_kwargs(reg_cls, cfg))
+    reg = _build_regularizer(reg_cls, student.feature_dim, teacher_dim, cfg)
     if reg_cls.needs_prepare:
         psi_all = torch.from_numpy(np.asarray(features.get(tr.ids), dtype=np.float32))
         reg.prepare(PrepareContext(psi_all, labels, num_classes, column_ranges))
@@ -669,7 +704,6 @@ def _config_hash(cfg: TrainConfig, legacy: bool = False) -> str:
     ``feature_store`` is compared normalized (the stores themselves are fingerprint-checked).
     `legacy`: the hash of checkpoints written before paths were normalized."""
     import hashlib
-    import os
 
     d = cfg.to_dict()
     if not legacy:
