@@ -14,6 +14,7 @@ from torch import nn
 
 from aft.errors import CheckpointError
 from aft.students.base import Student, build_student
+from aft.students.schema import check_student_json
 
 WEIGHTS = "student.safetensors"
 CONFIG = "student.json"
@@ -82,6 +83,7 @@ def load_student(run_dir: str | Path, *, module: nn.Module | None = None, map_lo
     except (OSError, ValueError, SafetensorError) as exc:
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CheckpointError(f"saved student in {str(run)!r} is unreadable ({why}); retrain it") from None
+    check_student_json(cfg, cfg_path)
     options = dict(cfg.get("options") or {})
     if cfg["name"] == "module":
         if module is None:

@@ -169,9 +169,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] | dict[str,
         if not p.exists():
             raise ConfigError(f"config file {str(p)!r} not found")
         try:
-            loaded = yaml.safe_load(p.read_text()) or {}
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {str(p)!r} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config file {str(p)!r} is not valid UTF-8 (byte {exc.object[exc.start]:#04x} at "
+                              f"offset {exc.start}); re-save it as UTF-8") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {str(p)!r} ({exc.strerror or exc}); pass a readable "
+                              "YAML file") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {str(p)!r} must hold a mapping of key: value")
         data.update(loaded)

@@ -110,7 +110,19 @@ def resolve_device(name: str, info: D.DistInfo | None = None) -> torch.device:
         return torch.device("cuda", info.local_rank if info else 0)
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ConfigError("device 'mps' requested but MPS is not available; use --device cpu or auto")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"unknown device {name!r}; use cpu, cuda, cuda:N, mps or auto") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} requested but CUDA is not available; use --device cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s); use cuda:0..."
+                              f"{torch.cuda.device_count() - 1}")
+    elif device.type not in ("cpu", "mps", "meta"):
+        raise ConfigError(f"device {name!r} is not supported; use cpu, cuda, cuda:N, mps or auto")
+    return device
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -180,7 +192,12 @@ def _check_output(cfg: TrainConfig) -> tuple[Path | None, bool]:
             raise ConfigError("resume needs an output folder holding checkpoints; set `output`")
         return None, False
     run = Path(cfg.output)
-    if run.exists() and not run.is_dir():
+    try:
+        is_file = run.exists() and not run.is_dir()
+    except OSError as exc:  # e.g. ENAMETOOLONG
+        raise ConfigError(f"output path {_shorten(str(run))!r} is unusable ({exc.strerror or exc}); choose a "
+                          "shorter or valid --output") from None
+    if is_file:
         raise ConfigError(f"output {str(run)!r} is a file, not a folder; choose a folder for --output")
     ckpt = run / "checkpoints"
     has_ckpt = (ckpt / "checkpoint.pt").exists() or (ckpt / "checkpoint.prev.pt").exists()
@@ -204,6 +221,10 @@ def _check_output(cfg: TrainConfig) -> tuple[Path | None, bool]:
                         f"{os.path.realpath(run / name)!r}, outside the run folder; remove the link or choose "
                         "another --output") from None
     return run, False
+
+
+def _shorten(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else f"{text[:60]}...{text[-40:]} ({len(text)} characters)"
 
 
 def _run_non_empty(run: Path) -> bool:
