@@ -526,6 +526,10 @@ def _train(
     if cfg.batch_size % info.world_size:
         raise ConfigError(f"batch_size {cfg.batch_size} must be divisible by the {info.world_size} processes")
     local_bs = global_bs // info.world_size
+    if info.enabled and info.is_main and global_bs < min(cfg.batch_size, n):
+        logger.warning("global batch %d (all %d training samples) rounded down to %d to split over %d processes: "
+                       "a run with another process count trains on other batches; use a batch_size <= %d",
+                       min(cfg.batch_size, n), n, global_bs, info.world_size, global_bs)
     steps_per_epoch = n // global_bs  # the incomplete last batch is dropped: equal shards, full kernels
     if cfg.steps is not None:
         total_steps = cfg.steps
