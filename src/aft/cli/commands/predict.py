@@ -83,6 +83,9 @@ def predict(model_dir: str, inputs: Any, *, device: str = "cpu", batch_size: int
 
 def handler(args: argparse.Namespace) -> int:
     from aft.errors import DataError
+    from aft.training.loop import resolve_device
+
+    resolve_device(args.device)  # `--device banana` / cuda without CUDA: one line, before anything is read
 
     if args.text_file:
         try:
