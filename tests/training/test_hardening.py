@@ -14,12 +14,13 @@ import pytest
 import torch
 from _training_helpers import TinyNet
 
+import aft
 from aft.errors import CheckpointError, ConfigError, DiskFullError, OutputExistsError, UnsafePathError
 from aft.training import TrainConfig, load_config, train
 from aft.training.checkpoint import load_checkpoint, save_checkpoint
 from aft.training.runlock import LOCK_NAME, RunLockedError, run_lock
 
-SRC = Path(__file__).resolve().parents[2] / "src"
+SRC = Path(aft.__file__).resolve().parents[1]  # the aft these tests import (subprocesses use the same)
 
 
 def cfg(out: Path | None, **kw) -> TrainConfig:
