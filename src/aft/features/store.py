@@ -201,7 +201,7 @@ class FeatureStore:
             ds = self.manifest["dataset"]
             raise FeatureStoreError(
                 f"no {self.teacher} features for sample id {exc.args[0]!r} in {self.path} "
-                f"(extracted for {ds['name']}/{ds['split']}); extract features for the split you train on"
+                f"(extracted for {ds.get('name')}/{ds.get('split')}); extract features for the split you train on"
             ) from None
 
     def get(self, ids: Sequence[str], views: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
@@ -313,8 +313,8 @@ class FeatureStore:
             "teacher": m["teacher"]["name"],
             "teacher_version": m["teacher"].get("version"),
             "preprocess": m["teacher"].get("preprocess"),
-            "dataset": m["dataset"]["name"],
-            "split": m["dataset"]["split"],
+            "dataset": m["dataset"].get("name"),
+            "split": m["dataset"].get("split"),
             "fingerprint": m["dataset"].get("fingerprint"),
             "count": self.count,
             "num_views": self.num_views,
@@ -365,8 +365,6 @@ _MANIFEST_FIELDS: list[tuple[str, Any, str]] = [
     ("ids.file", _is_name, "a file name"),
     ("ids.sha256", lambda v: v is None or isinstance(v, str), "a hex digest"),
     ("dataset", lambda v: isinstance(v, dict), "a mapping"),
-    ("dataset.name", _is_name, "a dataset name"),
-    ("dataset.split", _is_name, "a split name"),
     ("teacher", lambda v: isinstance(v, dict), "a mapping"),
     ("teacher.name", _is_name, "a teacher name"),
 ]
