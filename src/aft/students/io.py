@@ -15,6 +15,7 @@ from torch import nn
 
 from aft.errors import CheckpointError, ConfigError
 from aft.students.base import STUDENTS, Student, build_student, resolve_name
+from aft.students.schema import check_student_json
 
 WEIGHTS = "student.safetensors"
 CONFIG = "student.json"
@@ -123,9 +124,7 @@ def load_student(run_dir: str | Path, *, module: nn.Module | None = None, map_lo
     except (OSError, ValueError, SafetensorError) as exc:
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CheckpointError(f"saved student in {str(run)!r} is unreadable ({why}); retrain it") from None
-    if (not isinstance(cfg.get("name"), str) or not isinstance(cfg.get("options") or {}, dict) or not isinstance(cfg.get("num_classes"), int)):
-        raise CheckpointError(f"{str(cfg_path)!r} is not a student description (needs 'name', 'num_classes', "
-                              "'options'); retrain it")
+    check_student_json(cfg, cfg_path)
     options = _remote_code_options(cfg, dict(cfg.get("options") or {}), repr(str(cfg_path)), trust_remote_code is True)
     if cfg["name"] == "module":
         if module is None:

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from aft.errors import ConfigError, UnknownNameError
+from aft.errors import AftError, AssetError, ConfigError, UnknownNameError
 from aft.registry import Registry
 
 TeacherModality = Literal["image", "text"]
@@ -307,9 +307,27 @@ def build_teacher(name: str, **options: Any) -> Teacher:
             raise UnknownNameError(f"unknown teacher prefix {prefix + ':'!r}; valid prefixes: {valid}")
         if not target:
             raise ConfigError(f"teacher {name!r} names no model; write {prefix}:<path-or-id>")
-        return TEACHER_PREFIXES.get(prefix)(target, **opts)
+        factory = TEACHER_PREFIXES.get(prefix)
+        try:
+            return factory(target, **opts)
+        except (OSError, ValueError) as exc:  # a missing path, the hub offline, an invalid repo id
+            if isinstance(exc, AftError):
+                raise
+            raise AssetError(
+                f"cannot load teacher {_shorten(name)!r}: {_first_line(exc)}; check the path or model id (offline, "
+                "a hub model must already be in the local cache)"
+            ) from None
     valid = ", ".join(TEACHERS.names() + [f"{p}:<...>" for p in TEACHER_PREFIXES.names()])
     raise UnknownNameError(f"unknown teacher {name!r}; valid teachers: {valid}")
+
+
+def _shorten(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else f"{text[:60]}...{text[-40:]} ({len(text)} characters)"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = " ".join(p.strip() for p in str(exc).splitlines() if p.strip()) or type(exc).__name__
+    return _shorten(text, 300)
 
 
 def _ensure_builtins() -> None:

@@ -54,8 +54,12 @@ def _load_images(paths: list[str]) -> tuple[list[str], Any]:
         raise DataError("no image files found in the given inputs")
     arrays = []
     for f in files:
-        with Image.open(f) as im:
-            arrays.append(np.asarray(im.convert("RGB"), dtype=np.uint8))
+        try:
+            with Image.open(f) as im:
+                arrays.append(np.asarray(im.convert("RGB"), dtype=np.uint8))
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:  # corrupt or truncated file
+            raise DataError(f"cannot read image {str(f)!r} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__});"
+                            " remove or replace the file") from None
     if len({a.shape for a in arrays}) > 1:
         size = arrays[0].shape[:2][::-1]
         arrays = [np.asarray(Image.fromarray(a).resize(size)) for a in arrays]
@@ -86,11 +90,21 @@ def predict(model_dir: str, inputs: Any, *, device: str = "cpu", batch_size: int
 
 def handler(args: argparse.Namespace) -> int:
     from aft.errors import DataError
+    from aft.training.loop import resolve_device
+
+    resolve_device(args.device)  # `--device banana` / cuda without CUDA: one line, before anything is read
 
     if args.text_file:
-        fh = sys.stdin if args.text_file == "-" else open(args.text_file, encoding="utf-8")  # noqa: SIM115
-        with fh:
-            texts = [line.rstrip("\n") for line in fh if line.strip()]
+        try:
+            fh = sys.stdin if args.text_file == "-" else open(args.text_file, encoding="utf-8")  # noqa: SIM115
+            with fh:
+                texts = [line.rstrip("\n") for line in fh if line.strip()]
+        except UnicodeDecodeError as exc:
+            raise DataError(f"--text {args.text_file!r} is not valid UTF-8 (byte {exc.object[exc.start]:#04x} at "
+                            f"offset {exc.start}); re-save it as UTF-8") from None
+        except OSError as exc:
+            raise DataError(f"cannot read --text {args.text_file!r} ({exc.strerror or exc}); pass an existing "
+                            "text file") from None
         keys, inputs = texts, texts
     elif args.texts or (not args.inputs and not sys.stdin.isatty()):
         texts = list(args.inputs) if args.texts else [ln.rstrip("\n") for ln in sys.stdin if ln.strip()]
