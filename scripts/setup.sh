@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent setup: a virtual environment in .venv with torch (CPU wheel) and aft[all].
-# A second run reuses the environment and only reinstalls when pyproject.toml changed.
+# Versions come from constraints.txt (the lock the suite was last run with; pyproject.toml keeps ranges).
+# A second run reuses the environment and only reinstalls when pyproject.toml or constraints.txt changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
@@ -19,16 +20,24 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PY" -m venv "$VENV"
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+# pip install with the lock; its output minus noise; a failed install stops the setup (no stamp written).
+pip_install() {
+    set +e
+    "${PIP[@]}" install -c constraints.txt "$@" 2>&1 | { grep -v "is ignored" || true; }
+    local rc=${PIPESTATUS[0]}
+    set -e
+    if [ "$rc" != 0 ]; then echo "[setup] pip install $* failed (exit $rc)" >&2; exit "$rc"; fi
+}
 if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
     # Install the pinned CPU wheel first so the library's range (torch>=2.2) never pulls a CUDA build.
     echo "[setup] installing torch==2.13.0"
-    "${PIP[@]}" install "torch==2.13.0" 2>&1 | grep -v "is ignored" || true
+    pip_install "torch==2.13.0"
 fi
 STAMP="$VENV/.aft-installed"
-WANT="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+WANT="$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
-    echo "[setup] installing aft[all] (editable)"
-    "${PIP[@]}" install -e ".[all]" 2>&1 | grep -v "is ignored" || true
+    echo "[setup] installing aft[all] (editable, versions from constraints.txt)"
+    pip_install -e ".[all]"
     "$VENV/bin/python" -c "import aft, torch; print('[setup] aft', aft.__version__, 'torch', torch.__version__)"
     echo "$WANT" > "$STAMP"
 fi

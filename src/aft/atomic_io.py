@@ -1,6 +1,9 @@
 """The one place aft writes files that later commands read: temp file in the same folder, fsync,
 ``os.replace``, then fsync of the folder; plus a chunked sha256 of a file.
 
+Files get the permissions ``open()`` would give them (``0o666 & ~umask``), not mkstemp's 0600:
+a store or run folder shared with other users stays readable to them.
+
 A kill at any point leaves either the old file or the new one, never half of one; a full disk
 becomes a one-line `DiskFullError`.
 """
@@ -12,11 +15,27 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from aft.paths import disk_full_as_error
+
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask (read by setting it and restoring it at once, under a lock)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
+
+
+def umask_mode(base: int = 0o666) -> int:
+    """`base` with the umask applied: the mode a plain ``open()`` / ``mkdir`` would create."""
+    return base & ~current_umask()
 
 
 def fsync_dir(path: str | Path) -> None:
@@ -39,7 +58,10 @@ def atomic_write_with(path: str | Path, writer: Callable[[Path], None]) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     with disk_full_as_error(target):
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    try:
+        os.fchmod(fd, umask_mode())  # mkstemp makes 0600; the file gets what open() would give it
+    finally:
+        os.close(fd)
     try:
         with disk_full_as_error(target):
             writer(Path(tmp))

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from aft.atomic_io import umask_mode
 from aft.errors import AftError, ConfigError, OutputExistsError
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,7 @@ def export_onnx(
     verify: bool = True,
     rtol: float = 1e-3,
     atol: float = 1e-4,
+    trust_remote_code: bool = False,
 ) -> Path:
     """Write the student (a run folder or a `Student` / ``(logits, features)`` module) as ONNX at `path`.
 
@@ -136,6 +138,8 @@ def export_onnx(
         overwrite: replace an existing file.
         verify: check the file with onnx.checker and compare onnxruntime's outputs with PyTorch's.
         rtol, atol: tolerances of that comparison.
+        trust_remote_code: for a run folder of a transformer student, let it import the model folder's
+            own Python code. Off by default and never taken from ``student.json``.
 
     Returns:
         the written path.
@@ -157,7 +161,7 @@ def export_onnx(
     else:
         from aft.students.io import load_student
 
-        student = load_student(model, module=module)
+        student = load_student(model, module=module, trust_remote_code=trust_remote_code is True)
     student = student.to("cpu").eval()
     example = (example_input if example_input is not None else _example_input(student)).to("cpu")
     wrapper = _Outputs(student).eval()
@@ -191,9 +195,7 @@ def export_onnx(
             _verify(tmp, wrapper, _second_batch(example), rtol, atol)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600
+        os.chmod(tmp, umask_mode())  # mkstemp creates 0600; the file gets what open() would give it
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)

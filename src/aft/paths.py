@@ -3,6 +3,7 @@
 `safe_join(root, *parts)` is used wherever a file name comes from user- or manifest-provided data
 (a manifest's ``ids.file``, a run's sub-path...): ``..``, absolute parts and symlinks that point
 outside `root` raise `UnsafePathError` instead of reading or writing elsewhere.
+`safe_name(name)` checks a config string that becomes ONE folder name (a suite name).
 """
 
 from __future__ import annotations
@@ -46,6 +47,37 @@ def safe_join(root: str | os.PathLike[str], *parts: str | os.PathLike[str]) -> P
     return joined
 
 
+#: longest name accepted by `safe_name` (file systems allow 255 bytes; leave room for suffixes)
+MAX_NAME_BYTES = 200
+
+
+def safe_name(name: object, what: str = "name") -> str:
+    """`name` if it is usable as ONE plain folder/file name, else `UnsafePathError`.
+
+    For config strings that become paths (a suite ``name`` -> ``results/<name>/``): refuses empty
+    names, ``.``/``..``, absolute names, path separators (``/`` and ``\\``), drive letters, NUL,
+    leading ``-`` or ``~`` and names longer than `MAX_NAME_BYTES` bytes.
+
+    >>> safe_name("fashion-mnist")
+    'fashion-mnist'
+    """
+    text = name if isinstance(name, str) else None
+    bad = (
+        text is None or not text.strip() or text in (".", "..") or "\x00" in text
+        or "/" in text or "\\" in text or os.sep in text or (os.altsep is not None and os.altsep in text)
+        or os.path.isabs(text) or (len(text) > 1 and text[1] == ":") or text[0] in "-~"
+        or len(text.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES
+        or any(ord(c) < 32 for c in text)
+    )
+    if bad:
+        shown = repr(name) if not isinstance(name, str) or len(name) <= 60 else repr(name[:57] + "...")
+        raise UnsafePathError(
+            f"{what} {shown} is not a plain folder name; use letters, digits, '-', '_' or '.' without '/', '..' "
+            f"or a leading '-' (at most {MAX_NAME_BYTES} bytes)"
+        )
+    return text  # type: ignore[return-value]
+
+
 def is_disk_full(exc: BaseException) -> bool:
     """True for an `OSError` meaning "no space left on device" (or disk quota exceeded)."""
     return isinstance(exc, OSError) and not isinstance(exc, DiskFullError) and exc.errno in _DISK_FULL
@@ -65,4 +97,4 @@ def disk_full_as_error(path: str | os.PathLike[str], what: str = "writing") -> I
         raise
 
 
-__all__ = ["disk_full_as_error", "is_disk_full", "safe_join"]
+__all__ = ["MAX_NAME_BYTES", "disk_full_as_error", "is_disk_full", "safe_join", "safe_name"]

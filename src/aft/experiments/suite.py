@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from aft.errors import ConfigError
+from aft.paths import safe_name
 
 DEFAULT_BETA_GRID = (0.1, 1.0, 3.0, 10.0, 30.0)
 
@@ -20,7 +21,8 @@ class SuiteConfig:
     """One comparison suite.
 
     Attributes:
-        name: suite name (records and reports group by it).
+        name: suite name (records and reports group by it); one plain folder name (default records:
+            ``results/<name>/records.jsonl``), never a path.
         dataset: dataset name for `aft.data.load_split`.
         dataset_options: extra options for the loader.
         students: student names; `student_options` maps a student to its build options.
@@ -71,6 +73,7 @@ class SuiteConfig:
     teacher_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        safe_name(self.name, "suite name")  # it becomes results/<name>/: one plain folder name
         if not self.students or not self.teacher_sets or not self.methods or not self.train_sizes:
             raise ConfigError(f"suite {self.name!r}: students, teacher_sets, methods and train_sizes must be non-empty")
         if "none" not in self.methods:

@@ -52,6 +52,11 @@ DTYPES = ("float16", "float32")
 VERIFY_ON_OPEN_BYTES = 64 << 20
 
 
+class MissingStoreError(FeatureStoreError):
+    """No store at all for a (teacher, split, fingerprint): nothing was extracted for it (as opposed
+    to a store that exists but is interrupted, truncated or corrupt)."""
+
+
 def _slug(text: str) -> str:
     from aft.teachers.base import teacher_slug
 
@@ -143,6 +148,7 @@ class FeatureStore:
         dtype = manifest.get("dtype")
         if dtype not in DTYPES:
             raise FeatureStoreError(f"{path / MANIFEST}: unsupported dtype {dtype!r}")
+        _check_manifest_fields(path / MANIFEST, manifest)
         count, views, dim = int(manifest["count"]), int(manifest["num_views"]), int(manifest["dim"])
         ids_file = safe_join(path, manifest["ids"]["file"])  # a manifest never points outside its store
         ids = _read_json(ids_file, "ids file")
@@ -195,7 +201,7 @@ class FeatureStore:
             ds = self.manifest["dataset"]
             raise FeatureStoreError(
                 f"no {self.teacher} features for sample id {exc.args[0]!r} in {self.path} "
-                f"(extracted for {ds['name']}/{ds['split']}); extract features for the split you train on"
+                f"(extracted for {ds.get('name')}/{ds.get('split')}); extract features for the split you train on"
             ) from None
 
     def get(self, ids: Sequence[str], views: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
@@ -305,20 +311,20 @@ class FeatureStore:
         return {
             "path": str(self.path),
             "teacher": m["teacher"]["name"],
-            "teacher_version": m["teacher"]["version"],
+            "teacher_version": m["teacher"].get("version"),
             "preprocess": m["teacher"].get("preprocess"),
-            "dataset": m["dataset"]["name"],
-            "split": m["dataset"]["split"],
-            "fingerprint": m["dataset"]["fingerprint"],
+            "dataset": m["dataset"].get("name"),
+            "split": m["dataset"].get("split"),
+            "fingerprint": m["dataset"].get("fingerprint"),
             "count": self.count,
             "num_views": self.num_views,
             "augmentation": m.get("augmentation"),
             "dim": self.dim,
             "dtype": self.dtype,
-            "array_bytes": m["array"]["bytes"],
-            "array_sha256": m["array"]["sha256"],
+            "array_bytes": (m.get("array") or {}).get("bytes"),
+            "array_sha256": (m.get("array") or {}).get("sha256"),
             "format_version": m["format_version"],
-            "created": m.get("extraction", {}).get("finished"),
+            "created": (m.get("extraction") or {}).get("finished"),
         }
 
     def close(self) -> None:
@@ -340,6 +346,61 @@ class FeatureStore:
 
     def __repr__(self) -> str:
         return f"FeatureStore({str(self.path)!r}, count={self.count}, dim={self.dim}, dtype={self.dtype})"
+
+
+def _is_count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _is_name(v: Any) -> bool:
+    return isinstance(v, str) and bool(v)
+
+
+#: (dotted field, check, what it must be) of every manifest field that reading a store relies on
+_MANIFEST_FIELDS: list[tuple[str, Any, str]] = [
+    ("count", _is_count, "an integer >= 0"),
+    ("num_views", lambda v: _is_count(v) and v >= 1, "an integer >= 1"),
+    ("dim", lambda v: _is_count(v) and v >= 1, "an integer >= 1"),
+    ("ids", lambda v: isinstance(v, dict), "a mapping"),
+    ("ids.file", _is_name, "a file name"),
+    ("ids.sha256", lambda v: v is None or isinstance(v, str), "a hex digest"),
+    ("dataset", lambda v: isinstance(v, dict), "a mapping"),
+    ("teacher", lambda v: isinstance(v, dict), "a mapping"),
+    ("teacher.name", _is_name, "a teacher name"),
+]
+_ARRAY_FIELDS: list[tuple[str, Any, str]] = [
+    ("array", lambda v: isinstance(v, dict), "a mapping"),
+    ("array.file", _is_name, "a file name"),
+    ("array.sha256", lambda v: isinstance(v, str), "a hex digest"),
+    ("array.bytes", _is_count, "an integer >= 0"),
+]
+_MISSING = object()
+
+
+def _check_manifest_fields(file: Path, manifest: dict[str, Any]) -> None:
+    """Raise `FeatureStoreError` (one line, naming the field) for a missing or ill-typed manifest field."""
+    checks = list(_MANIFEST_FIELDS)
+    shards = manifest.get("shards")
+    if shards:
+        good = isinstance(shards, list) and all(
+            isinstance(e, dict) and _is_name(e.get("file")) and _is_count(e.get("count"))
+            and isinstance(e.get("rows"), list) and len(e["rows"]) == 2 and all(_is_count(r) for r in e["rows"])
+            for e in shards)
+        if not good:
+            raise FeatureStoreError(f"{file}: field 'shards' must list {{file, count, rows: [start, end]}} entries; "
+                                    "the manifest is corrupt: re-run `aft extract --overwrite`")
+    else:
+        checks += _ARRAY_FIELDS
+    for dotted, ok, what in checks:
+        value: Any = manifest
+        for key in dotted.split("."):
+            value = value.get(key, _MISSING) if isinstance(value, dict) else _MISSING
+        if value is _MISSING:
+            raise FeatureStoreError(f"{file}: field {dotted!r} is missing; the manifest is corrupt: "
+                                    "re-run `aft extract --overwrite`")
+        if not ok(value):
+            raise FeatureStoreError(f"{file}: field {dotted!r} is {_short(value)}, expected {what}; the manifest is "
+                                    "corrupt: re-run `aft extract --overwrite`")
 
 
 def _jsonable(obj: Any) -> Any:
@@ -462,8 +523,9 @@ def _find_views_store(
         f"run `aft extract --teacher {teacher} --dataset {split.dataset} --split {split.split} "
         f"--views {num_views} --augment {policy.name}" + (f" --store {root}`" if str(root) else "`")
     )
-    state = "was interrupted" if (path / PROGRESS).is_file() else "is missing"
-    raise FeatureStoreError(
+    interrupted = (path / PROGRESS).is_file()
+    state = "was interrupted" if interrupted else "is missing"
+    raise (FeatureStoreError if interrupted else MissingStoreError)(
         f"the {num_views}-view {policy.name} store of teacher {teacher!r} on {split.dataset}/{split.split} "
         f"(fingerprint {fp[:12]}) {state}; {hint}"
     )
@@ -481,12 +543,12 @@ def _find_store(root: Path, teacher: str, split: DatasetSplit, fp: str, views: b
             return base
         if (base / PROGRESS).is_file():
             raise FeatureStoreError(f"{missing}: the extraction in {base} was interrupted; {hint} to resume it")
-        raise FeatureStoreError(f"{missing} under {root}; {hint}")
+        raise MissingStoreError(f"{missing} under {root}; {hint}")
     pattern = re.escape(base.name) + r"-.+"
     found = [p for p in base.parent.glob(base.name + "-*") if re.fullmatch(pattern, p.name) and is_complete(p)]
     if len(found) != 1:
         what = "several augmented-view stores" if found else "no augmented-view store"
-        raise FeatureStoreError(f"{missing}: {what} under {base.parent}; extract exactly one set of views")
+        raise (FeatureStoreError if found else MissingStoreError)(f"{missing}: {what} under {base.parent}; extract exactly one set of views")
     return found[0]
 
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 import shlex
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aft.atomic_io import atomic_write_bytes
 from aft.errors import DataError
@@ -85,6 +86,49 @@ def build_tables(index: RecordIndex, ladder_methods: Sequence[str] = ("aft", "kd
     ]
 
 
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+#: per record field, its check and what it must be (what the tables and plots compute with)
+_RECORD_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "suite": (lambda v: isinstance(v, str), "a string"),
+    "dataset": (lambda v: isinstance(v, str), "a string"),
+    "student": (lambda v: isinstance(v, str), "a string"),
+    "method": (lambda v: isinstance(v, str), "a string"),
+    "phase": (lambda v: isinstance(v, str), "a string"),
+    "config": (lambda v: isinstance(v, str), "a string"),
+    "teachers": (lambda v: isinstance(v, list) and all(isinstance(t, str) for t in v), "a list of names"),
+    "beta": (_is_number, "a number"),
+    "val_acc": (lambda v: v is None or _is_number(v), "a number"),
+    "test_acc": (lambda v: v is None or _is_number(v), "a number or null"),
+    "wall_s": (_is_number, "a number"),
+    "train_size": (_is_int, "an integer"),
+    "seed": (_is_int, "an integer"),
+    "student_params": (_is_int, "an integer"),
+    "views": (_is_int, "an integer"),
+    "rho": (lambda v: isinstance(v, dict) and all(isinstance(x, dict) for x in v.values()), "a mapping of mappings"),
+    "curve": (lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v), "a list of mappings"),
+    "extra": (lambda v: isinstance(v, dict), "a mapping"),
+}
+
+
+def check_record_types(records: Sequence[RunRecord]) -> None:
+    """Raise a one-line `DataError` naming the first record field of the wrong type (e.g. a hand-edited
+    ``"test_acc": "0.9"``), instead of a TypeError deep inside a table or plot."""
+    for i, r in enumerate(records, start=1):
+        for name, (ok, what) in _RECORD_TYPES.items():
+            value = getattr(r, name, None)
+            if not ok(value):
+                shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+                raise DataError(f"run record {i} ({getattr(r, 'method', '?')}, seed {getattr(r, 'seed', '?')!r}): "
+                                f"field {name!r} is {shown}, expected {what}; fix or remove that record")
+
+
 def build_report(
     records: list[RunRecord],
     out_dir: str | Path,
@@ -112,6 +156,7 @@ def build_report(
     """
     if not records:
         raise DataError("no run records to report on; run `aft compare` first or pass the right --records file")
+    check_record_types(records)
     out = Path(out_dir)
     md = Path(markdown_path) if markdown_path is not None else None
     index = RecordIndex.build(records)

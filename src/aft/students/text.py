@@ -197,15 +197,28 @@ class TransformerStudent(Student):
         return torch.ones(2, 2, 4, dtype=torch.long)
 
 
-def _st_student(num_classes: int, path: str | None = None, max_len: int = 128) -> TransformerStudent:
+REMOTE_CODE_HINT = "it needs its own Python code: pass --trust-remote-code only if you trust that folder"
+
+
+def _load_error(kind: str, where: str, exc: Exception) -> ConfigError:
+    """One-line `ConfigError` for a model that failed to load (a refusal to run its code named as such)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "trust_remote_code" in str(exc) or "custom code" in str(exc) or "not part of Sentence Transformers" in str(exc):
+        return ConfigError(f"cannot load {kind} model {where!r}: {REMOTE_CODE_HINT}")
+    return ConfigError(f"cannot load {kind} model {where!r}: {text}")
+
+
+def _st_student(num_classes: int, path: str | None = None, max_len: int = 128,
+                trust_remote_code: bool = False) -> TransformerStudent:
+    """``st:<path>``; `trust_remote_code` (never saved with the run) lets the folder import its own modules."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
     folder = asset_path("minilm", path) if path is None else Path(path).expanduser()
     try:
-        st = SentenceTransformer(str(folder), device="cpu")
-    except OSError as exc:
-        raise ConfigError(f"cannot load sentence-transformers model {str(folder)!r}: {exc}") from None
+        st = SentenceTransformer(str(folder), device="cpu", trust_remote_code=trust_remote_code is True)
+    except (OSError, ValueError) as exc:
+        raise _load_error("sentence-transformers", str(folder), exc) from None
     return TransformerStudent(num_classes, st[0].auto_model, st.tokenizer, max_len,
                               {"path": path, "max_len": max_len}, "st")
 
@@ -225,8 +238,8 @@ def _hf_student(num_classes: int, model_id: str, max_len: int = 128, trust_remot
     try:
         model = AutoModel.from_pretrained(model_id, **kw)
         tok = AutoTokenizer.from_pretrained(model_id, **kw)
-    except OSError as exc:
-        raise ConfigError(f"cannot load hf model {model_id!r}: {exc}") from None
+    except (OSError, ValueError) as exc:
+        raise _load_error("hf", model_id, exc) from None
     return TransformerStudent(num_classes, model, tok, max_len, {"model_id": model_id, "max_len": max_len}, "hf")
 
 

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from aft.errors import ConfigError, UnknownNameError
+from aft.errors import AftError, AssetError, ConfigError, UnknownNameError
 from aft.registry import Registry
 
 TeacherModality = Literal["image", "text"]
@@ -90,26 +90,35 @@ def teacher_slug(name: str) -> str:
 
 
 def files_version(folder: Path, large: int = 16 << 20) -> str:
-    """A content hash of a model folder or file: small files fully, large ones by size + head + tail.
+    """A content hash of a model folder or file that changes when any byte of any file changes.
 
-    Cheap enough to run on every extraction (a few MB read), yet changes when weights are replaced.
+    Small files are read in full; files over `large` bytes enter by their full sha256, computed
+    once and remembered by (size, mtime, ctime, inode) in the asset cache
+    (`aft.assets.hashcache`), so later calls only ``stat`` them.
     """
+    from aft.assets.hashcache import HashCache, sidecar_for
+
     folder = Path(folder)
     paths = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else [folder]
     h = hashlib.sha256()
-    for p in paths:
-        rel = p.relative_to(folder).as_posix() if folder.is_dir() else p.name
-        if rel.startswith(".") or "/." in rel or p.suffix in {".md", ".lock"}:
-            continue
-        size = p.stat().st_size
-        h.update(f"{rel}\0{size}\0".encode())
-        with open(p, "rb") as f:
+    caches: dict[Path, HashCache] = {}
+    try:
+        for p in paths:
+            rel = p.relative_to(folder).as_posix() if folder.is_dir() else p.name
+            if rel.startswith(".") or "/." in rel or p.suffix in {".md", ".lock"}:
+                continue
+            size = p.stat().st_size
+            h.update(f"{rel}\0{size}\0".encode())
             if size <= large:
-                h.update(f.read())
+                with open(p, "rb") as f:
+                    h.update(f.read())
             else:
-                h.update(f.read(1 << 20))
-                f.seek(size - (1 << 20))
-                h.update(f.read(1 << 20))
+                sidecar = sidecar_for(p)
+                cache = caches.setdefault(sidecar, HashCache(sidecar))
+                h.update(b"sha256:" + cache.sha256(p).encode())
+    finally:
+        for cache in caches.values():
+            cache.save()
     return h.hexdigest()[:16]
 
 
@@ -298,9 +307,27 @@ def build_teacher(name: str, **options: Any) -> Teacher:
             raise UnknownNameError(f"unknown teacher prefix {prefix + ':'!r}; valid prefixes: {valid}")
         if not target:
             raise ConfigError(f"teacher {name!r} names no model; write {prefix}:<path-or-id>")
-        return TEACHER_PREFIXES.get(prefix)(target, **opts)
+        factory = TEACHER_PREFIXES.get(prefix)
+        try:
+            return factory(target, **opts)
+        except (OSError, ValueError) as exc:  # a missing path, the hub offline, an invalid repo id
+            if isinstance(exc, AftError):
+                raise
+            raise AssetError(
+                f"cannot load teacher {_shorten(name)!r}: {_first_line(exc)}; check the path or model id (offline, "
+                "a hub model must already be in the local cache)"
+            ) from None
     valid = ", ".join(TEACHERS.names() + [f"{p}:<...>" for p in TEACHER_PREFIXES.names()])
     raise UnknownNameError(f"unknown teacher {name!r}; valid teachers: {valid}")
+
+
+def _shorten(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else f"{text[:60]}...{text[-40:]} ({len(text)} characters)"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = " ".join(p.strip() for p in str(exc).splitlines() if p.strip()) or type(exc).__name__
+    return _shorten(text, 300)
 
 
 def _ensure_builtins() -> None:

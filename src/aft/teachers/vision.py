@@ -39,6 +39,25 @@ def _resize(x: Any, size: int, mode: str) -> Any:
     return F.interpolate(x, size=(size, size), mode=mode, align_corners=False, antialias=True)
 
 
+
+#: the largest input side an image teacher accepts: a 64-image batch at 2048 px is already ~3 GB of
+#: float32 input; larger sides (typos like 11200) would run the machine out of memory
+MAX_RESOLUTION = 2048
+
+
+def check_resolution(resolution: object, minimum: int = 1) -> int:
+    """`resolution` as an int in ``[minimum, MAX_RESOLUTION]``, else a one-line `ConfigError`."""
+    if isinstance(resolution, bool) or not isinstance(resolution, (int, float)) or int(resolution) != resolution:
+        raise ConfigError(f"resolution must be a whole number of pixels, got {resolution!r}")
+    value = int(resolution)
+    if value < minimum:
+        raise ConfigError(f"resolution {value} is too small for this teacher; use >= {minimum}")
+    if value > MAX_RESOLUTION:
+        raise ConfigError(f"resolution {value} is too large (max {MAX_RESOLUTION}; images are resized to it and "
+                          "would not fit in memory); use e.g. 112-512")
+    return value
+
+
 class EfficientNetLiteTeacher(Teacher):
     """EfficientNet-Lite (ImageNet) features: ``extract_features(x).mean((2, 3))``, 1280 dims.
 
@@ -68,8 +87,7 @@ class EfficientNetLiteTeacher(Teacher):
 
         if variant not in EFFICIENTNET_NATIVE_RESOLUTION:
             raise ConfigError(f"unknown EfficientNet variant {variant!r}; use lite0, lite1 or lite2")
-        if int(resolution) < 32:
-            raise ConfigError(f"resolution {resolution} is too small for EfficientNet; use >= 32")
+        check_resolution(resolution, minimum=32)
         self.variant = variant
         self.resolution = int(resolution)
         self.name = name or f"efficientnet-{variant}"
@@ -153,6 +171,8 @@ class TimmTeacher(Teacher):
         device: str = "cpu",
         name: str | None = None,
     ) -> None:
+        if resolution is not None:
+            check_resolution(resolution)
         try:
             import timm
             import timm.data

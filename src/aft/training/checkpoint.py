@@ -7,6 +7,7 @@ is a pure function of ``(seed, e)``, and the position in the epoch follows from 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -17,6 +18,7 @@ from typing import Any
 import torch
 
 from aft.errors import CheckpointError
+from aft.paths import disk_full_as_error
 from aft.training.atomic import atomic_write_json, atomic_write_with
 
 logger = logging.getLogger(__name__)
@@ -34,18 +36,37 @@ def save_checkpoint(folder: str | Path, state: dict[str, Any]) -> Path:
     any point of the rotation, and the previous good checkpoint is used instead.
     """
     d = Path(folder)
-    d.mkdir(parents=True, exist_ok=True)
+    with disk_full_as_error(d, "creating"):
+        d.mkdir(parents=True, exist_ok=True)
     tmp_target = d / ".checkpoint.new.pt"
-    atomic_write_with(tmp_target, lambda p: torch.save(state, str(p)))
-    digest = _sha256(tmp_target)
-    # the new file plus what the current and previous files may hold (rotation can be interrupted)
-    known = [digest] + [h for h in (_recorded(d) or [])[:2] if h != digest]
-    atomic_write_json(d / SIDECAR, {"format": "aft-checkpoint-checksums", "sha256": known,
-                                    "current": {"step": int(state.get("step", -1)), "sha256": digest}})
+    try:
+        atomic_write_with(tmp_target, lambda p: _torch_save(state, p))
+        digest = _sha256(tmp_target)
+        # the new file plus what the current and previous files may hold (rotation can be interrupted)
+        known = [digest] + [h for h in (_recorded(d) or [])[:2] if h != digest]
+        atomic_write_json(d / SIDECAR, {"format": "aft-checkpoint-checksums", "sha256": known,
+                                        "current": {"step": int(state.get("step", -1)), "sha256": digest}})
+    except BaseException:
+        tmp_target.unlink(missing_ok=True)  # no half-made checkpoint; current and previous stay as they were
+        raise
     if (d / CURRENT).exists():
         os.replace(d / CURRENT, d / PREVIOUS)
     os.replace(tmp_target, d / CURRENT)
     return d / CURRENT
+
+
+#: what torch's zip writer says when a write fails (it raises RuntimeError, not OSError, on ENOSPC)
+_TORCH_WRITE_FAILED = ("No space", "file write failed", "unexpected pos")
+
+
+def _torch_save(state: dict[str, Any], path: Path) -> None:
+    """`torch.save`, with its failed-write RuntimeError turned into ENOSPC (-> one-line `DiskFullError`)."""
+    try:
+        torch.save(state, str(path))
+    except RuntimeError as exc:
+        if any(m in str(exc) for m in _TORCH_WRITE_FAILED):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) from None
+        raise
 
 
 def _sha256(path: Path) -> str:

@@ -7,6 +7,7 @@ is saved as ``config.yaml`` in the run folder, so a run can be repeated exactly.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,17 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 import yaml
 
 from aft.errors import ConfigError
+
+#: float settings that must be finite (NaN/Inf refused before anything runs), with the valid range
+_FLOAT_KEYS = {
+    "beta": "beta weights the regularizer (>= 0)",
+    "lr": "the learning rate must be > 0",
+    "weight_decay": "weight decay must be >= 0",
+    "prior_lr": "the prior learning rate must be > 0",
+    "epochs": "give epochs > 0 (or steps)",
+    "grad_clip": "give a max gradient norm > 0, or null for no clipping",
+    "val_fraction": "the validation share must be in [0, 1)",
+}
 
 
 @dataclass
@@ -90,8 +102,14 @@ class TrainConfig:
         hints = get_type_hints(TrainConfig)
         for f in dataclasses.fields(self):
             setattr(self, f.name, _coerce(f.name, getattr(self, f.name), hints[f.name]))
+        for key in _FLOAT_KEYS:  # NaN passes every comparison below, Inf overflows step counts
+            value = getattr(self, key)
+            if value is not None and not math.isfinite(value):
+                raise ConfigError(f"{key} must be a finite number, got {value}; {_FLOAT_KEYS[key]}")
         if self.beta < 0:
             raise ConfigError(f"beta must be >= 0, got {self.beta}; beta weights the regularizer")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ConfigError(f"grad_clip must be > 0 (or null for no clipping), got {self.grad_clip}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         for key in ("batch_size", "eval_batch_size"):
@@ -156,9 +174,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] | dict[str,
         if not p.exists():
             raise ConfigError(f"config file {str(p)!r} not found")
         try:
-            loaded = yaml.safe_load(p.read_text()) or {}
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {str(p)!r} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config file {str(p)!r} is not valid UTF-8 (byte {exc.object[exc.start]:#04x} at "
+                              f"offset {exc.start}); re-save it as UTF-8") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {str(p)!r} ({exc.strerror or exc}); pass a readable "
+                              "YAML file") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {str(p)!r} must hold a mapping of key: value")
         data.update(loaded)

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import datetime
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
+from aft.errors import ConfigError
 from aft.regularizers.kernels import distance_from_sum, rank_surrogate
 
 
@@ -59,19 +61,52 @@ def init_from_env(device_type: str) -> DistInfo:
                     local_rank=int(os.environ.get("LOCAL_RANK", "0")))
 
 
+class UnevenBatchError(ConfigError):
+    """Data-parallel ranks passed tensors of different shapes to a gather (raised on every rank)."""
+
+
+def check_same_shape(x: torch.Tensor, info: DistInfo, what: str = "batch") -> None:
+    """Raise `UnevenBatchError` on EVERY rank unless all ranks hold `x` of the same shape.
+
+    A gather of unequal tensors is not an error that gloo/nccl report: it aborts one process
+    (uncatchable) or hangs. One small all-gather of the shapes first makes it one clear error.
+    """
+    if not info.enabled:
+        return
+    shape = torch.tensor([x.dim(), *x.shape, *([0] * (8 - x.dim()))][:9], dtype=torch.int64, device=x.device)
+    shapes = [torch.empty_like(shape) for _ in range(info.world_size)]
+    dist.all_gather(shapes, shape)
+    seen = [tuple(int(v) for v in s[1 : 1 + int(s[0])]) for s in shapes]
+    if len(set(seen)) > 1:
+        raise UnevenBatchError(
+            f"data-parallel ranks hold {what}es of different shapes ({', '.join(f'rank {r}: {s}' for r, s in enumerate(seen))}); "
+            "every rank must pass the same number of samples per step: use a global batch size divisible by the "
+            "number of processes and drop the incomplete last batch"
+        )
+
+
 def gather_with_grad(x: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    """Concatenate `x` from all ranks along dim 0 (rank order), keeping the gradient path."""
+    """Concatenate `x` from all ranks along dim 0 (rank order), keeping the gradient path.
+
+    Raises:
+        UnevenBatchError: on every rank, when the ranks' tensors differ in shape.
+    """
     if not info.enabled:
         return x
     from torch.distributed.nn.functional import all_gather
 
-    return torch.cat(all_gather(x.contiguous()), dim=0)
+    check_same_shape(x, info)
+    with warnings.catch_warnings():  # torch deprecates it (FutureWarning) on every call; it is still exact
+        warnings.filterwarnings("ignore", category=FutureWarning, message=r".*all_gather.*")
+        parts = all_gather(x.contiguous())
+    return torch.cat(parts, dim=0)
 
 
 def gather_no_grad(x: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    """Concatenate `x` from all ranks along dim 0 (rank order), without gradient."""
+    """Concatenate `x` from all ranks along dim 0 (rank order), without gradient (shapes checked)."""
     if not info.enabled:
         return x
+    check_same_shape(x, info)
     parts = [torch.empty_like(x) for _ in range(info.world_size)]
     dist.all_gather(parts, x.contiguous())
     return torch.cat(parts, dim=0)

@@ -7,11 +7,13 @@ under data parallelism, validation-based selection, checkpoints, and the run fol
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import json
 import logging
 import math
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -27,7 +29,8 @@ from torch import nn
 
 from aft.augment.views import AugmentationPolicy, draw_views, resolve_policy
 from aft.data.split import DatasetSplit
-from aft.errors import CheckpointError, ConfigError, DataError, FeatureStoreError, OutputExistsError
+from aft.errors import AftError, CheckpointError, ConfigError, DataError, OutputExistsError, UnsafePathError
+from aft.paths import safe_join
 from aft.regularizers.base import REGULARIZERS, PrepareContext, Regularizer
 from aft.students.base import Student, build_student
 from aft.students.io import safetensors_bytes, save_student, state_for_safetensors
@@ -40,6 +43,7 @@ from aft.training.collapse import CollapseReport, check_collapse
 from aft.training.config import TrainConfig
 from aft.training.data import carve_validation, check_features_cover, load_named_split, subsample
 from aft.training.determinism import deterministic_algorithms
+from aft.training.runlock import LOCK_NAME, run_lock
 from aft.training.schedule import lr_factor
 
 logger = logging.getLogger(__name__)
@@ -111,7 +115,19 @@ def resolve_device(name: str, info: D.DistInfo | None = None) -> torch.device:
         return torch.device("cuda", info.local_rank if info else 0)
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ConfigError("device 'mps' requested but MPS is not available; use --device cpu or auto")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"unknown device {name!r}; use cpu, cuda, cuda:N, mps or auto") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} requested but CUDA is not available; use --device cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s); use cuda:0..."
+                              f"{torch.cuda.device_count() - 1}")
+    elif device.type not in ("cpu", "mps", "meta"):
+        raise ConfigError(f"device {name!r} is not supported; use cpu, cuda, cuda:N, mps or auto")
+    return device
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -144,16 +160,53 @@ def _method_kwargs(cls: type[Regularizer], cfg: TrainConfig) -> dict[str, Any]:
     return opts
 
 
-def _prepare_output(cfg: TrainConfig, info: D.DistInfo) -> tuple[Path | None, bool]:
-    """Check/clear the run folder; returns (run_dir, resuming_from_checkpoint)."""
+def _check_method_options(cls: type[Regularizer], cfg: TrainConfig) -> None:
+    """Refuse ``method_options`` keys the method's constructor does not take (before anything runs)."""
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    valid = sorted(k for k, p in params.items() if k not in ("self", "student_dim", "teacher_dim")
+                   and p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD))
+    unknown = sorted(set(cfg.method_options) - set(valid))
+    if unknown:
+        raise ConfigError(f"method {cfg.method!r} has no option {unknown[0]!r}; valid method_options: "
+                          f"{', '.join(valid) or 'none'}")
+
+
+def _build_regularizer(cls: type[Regularizer], student_dim: int, teacher_dim: int, cfg: TrainConfig) -> Regularizer:
+    """The method's regularizer; an unknown or ill-typed ``method_options`` key is a one-line `ConfigError`."""
+    _check_method_options(cls, cfg)
+    kwargs = _method_kwargs(cls, cfg)
+    try:
+        return cls(student_dim, teacher_dim, **kwargs)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, AftError):
+            raise
+        raise ConfigError(f"method {cfg.method!r}: bad method_options {sorted(cfg.method_options)} "
+                          f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+
+
+def _check_output(cfg: TrainConfig) -> tuple[Path | None, bool]:
+    """Check the run folder without changing anything; returns (run_dir, resuming_from_checkpoint).
+
+    With ``overwrite``, also checks that every output it would remove is inside the run folder
+    (a symlinked ``checkpoints/`` pointing elsewhere is refused before anything is deleted).
+    """
     if cfg.output is None:
         if cfg.resume:
             raise ConfigError("resume needs an output folder holding checkpoints; set `output`")
         return None, False
     run = Path(cfg.output)
+    try:
+        is_file = run.exists() and not run.is_dir()
+    except OSError as exc:  # e.g. ENAMETOOLONG
+        raise ConfigError(f"output path {_shorten(str(run))!r} is unusable ({exc.strerror or exc}); choose a "
+                          "shorter or valid --output") from None
+    if is_file:
+        raise ConfigError(f"output {str(run)!r} is a file, not a folder; choose a folder for --output")
     ckpt = run / "checkpoints"
     has_ckpt = (ckpt / "checkpoint.pt").exists() or (ckpt / "checkpoint.prev.pt").exists()
-    non_empty = run.exists() and any(run.iterdir())
+    non_empty = _run_non_empty(run)
     if cfg.resume:
         if not has_ckpt:
             if non_empty and not cfg.overwrite:
@@ -163,15 +216,53 @@ def _prepare_output(cfg: TrainConfig, info: D.DistInfo) -> tuple[Path | None, bo
     if non_empty:
         if not cfg.overwrite:
             raise OutputExistsError(f"output folder {str(run)!r} exists; pass --overwrite to replace it or --resume")
-        if info.is_main:
-            for name in RUN_OUTPUTS:
-                p = run / name
-                if p.is_dir():
-                    shutil.rmtree(p)
-                elif p.exists():
-                    p.unlink()
-    D.barrier(info)
+        for name in RUN_OUTPUTS:
+            if (run / name).is_symlink():
+                try:
+                    safe_join(run, name)
+                except UnsafePathError:
+                    raise UnsafePathError(
+                        f"--overwrite refuses to clear {str(run / name)!r}: it is a symlink to "
+                        f"{os.path.realpath(run / name)!r}, outside the run folder; remove the link or choose "
+                        "another --output") from None
     return run, False
+
+
+def _shorten(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else f"{text[:60]}...{text[-40:]} ({len(text)} characters)"
+
+
+def _run_non_empty(run: Path) -> bool:
+    """True if `run` holds anything but the lock file of a (possibly finished) run."""
+    try:
+        return run.is_dir() and any(p.name != LOCK_NAME for p in run.iterdir())
+    except OSError as exc:
+        raise ConfigError(f"cannot read output folder {str(run)!r} ({exc.strerror or exc}); "
+                          "choose a readable --output folder") from None
+
+
+def _clear_output(run: Path, info: D.DistInfo) -> None:
+    """Remove the outputs of a previous run (``overwrite``): only `RUN_OUTPUTS`, never what a symlink points to."""
+    if info.is_main:
+        for name in RUN_OUTPUTS:
+            p = run / name
+            if p.is_symlink():
+                p.unlink()
+            elif p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+    D.barrier(info)
+
+
+def _prepare_output(cfg: TrainConfig, info: D.DistInfo) -> tuple[Path | None, bool]:
+    """Check/clear the run folder; returns (run_dir, resuming_from_checkpoint)."""
+    run, resuming = _check_output(cfg)
+    if run is not None and not cfg.resume and cfg.overwrite and _run_non_empty(run):
+        _clear_output(run, info)
+    else:
+        D.barrier(info)
+    return run, resuming
 
 
 def _log_jsonl(path: Path | None, record: dict[str, Any]) -> None:
@@ -241,14 +332,14 @@ def preflight(config: TrainConfig) -> None:
 
     cfg = dataclasses.replace(config).validate()
     reg_cls = REGULARIZERS.get(cfg.method)
+    _check_method_options(reg_cls, cfg)
     STUDENTS.get(resolve_name(cfg.student, {})[0])
     if reg_cls.uses_teacher and (not cfg.feature_store or not cfg.teachers):
         raise ConfigError(f"method {cfg.method!r} needs teacher features: set feature_store and teachers "
                           "(or use method: none)")
     if cfg.select == "best" and cfg.val_fraction <= 0:
         raise ConfigError("select: best needs a validation split; set val_fraction > 0")
-    if cfg.output and not cfg.resume and not cfg.overwrite and Path(cfg.output).exists() and any(Path(cfg.output).iterdir()):
-        raise OutputExistsError(f"output folder {str(cfg.output)!r} exists; pass --overwrite to replace it or --resume")
+    _check_output(cfg)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -284,9 +375,9 @@ def train(
         ...                            steps=200, output="runs/digits-aft"))  # doctest: +SKIP
     """
     cfg = dataclasses.replace(config).validate()
-    with deterministic_algorithms(cfg.deterministic):
+    with deterministic_algorithms(cfg.deterministic), contextlib.ExitStack() as stack:
         return _train(cfg, features=features, train_split=train_split, test_split=test_split,
-                      student_module=student_module, on_step=on_step)
+                      student_module=student_module, on_step=on_step, exit_stack=stack)
 
 
 def _train(
@@ -297,10 +388,12 @@ def _train(
     test_split: DatasetSplit | None,
     student_module: nn.Module | None,
     on_step: StepHook | None,
+    exit_stack: contextlib.ExitStack,
 ) -> TrainResult:
-    """`train` after validation, inside the determinism settings."""
+    """`train` after validation, inside the determinism settings (`exit_stack` holds the run lock)."""
     t0 = time.perf_counter()
     reg_cls = REGULARIZERS.get(cfg.method)  # unknown method -> lists valid ones
+    _check_method_options(reg_cls, cfg)
     if cfg.select == "best" and cfg.val_fraction <= 0:
         raise ConfigError("select: best needs a validation split; set val_fraction > 0")
     device_name = cfg.device
@@ -342,12 +435,13 @@ def _train(
                 raise ConfigError(f"method {cfg.method!r} needs teacher features: set feature_store and teachers "
                                   "(or use method: none)")
             from aft.features import open_features  # type: ignore[attr-defined]
+            from aft.features.store import MissingStoreError
 
             view_kw: dict[str, Any] = {"views": cfg.views if policy is not None else False, "augmentation": policy}
             # a store may describe our subsample (`aft extract --limit N`) or the whole named split
             try:
                 features = open_features(cfg.feature_store, cfg.teachers, train_full, **view_kw)
-            except FeatureStoreError:
+            except MissingStoreError:  # only "no store for the subsample": a corrupt one is reported as is
                 if train_full is source_split:
                     raise
                 features = open_features(cfg.feature_store, cfg.teachers, source_split, **view_kw)
@@ -369,7 +463,7 @@ def _train(
         from aft.students.base import STUDENTS, resolve_name
 
         STUDENTS.get(resolve_name(cfg.student, {})[0])
-    run_dir, resuming = _prepare_output(cfg, info)
+    run_dir, resuming = _check_output(cfg)  # nothing is deleted before the student and method are built
 
     # --- student + regularizer (seeded) -------------------------------------------------------
     torch.manual_seed(cfg.seed)
@@ -386,11 +480,14 @@ def _train(
     x_val = _preprocess(student, val) if val is not None else None
     x_te = _preprocess(student, test_split) if test_split is not None else None
     student.discover_feature_dim(x_tr[:2])
-    reg = reg_cls(student.feature_dim, teacher_dim, **_method_kwargs(reg_cls, cfg))
+    reg = _build_regularizer(reg_cls, student.feature_dim, teacher_dim, cfg)
     if reg_cls.needs_prepare:
         psi_all = torch.from_numpy(np.asarray(features.get(tr.ids), dtype=np.float32))
         reg.prepare(PrepareContext(psi_all, labels, num_classes, column_ranges))
         del psi_all
+    if run_dir is not None and info.is_main:  # held until train() returns; a second `aft train` here refuses
+        exit_stack.enter_context(run_lock(run_dir))
+    run_dir, resuming = _prepare_output(cfg, info)  # re-checked under the lock, then cleared (--overwrite)
     student.to(device)
     reg.to(device)
 
@@ -434,6 +531,10 @@ def _train(
     if cfg.batch_size % info.world_size:
         raise ConfigError(f"batch_size {cfg.batch_size} must be divisible by the {info.world_size} processes")
     local_bs = global_bs // info.world_size
+    if info.enabled and info.is_main and global_bs < min(cfg.batch_size, n):
+        logger.warning("global batch %d (all %d training samples) rounded down to %d to split over %d processes: "
+                       "a run with another process count trains on other batches; use a batch_size <= %d",
+                       min(cfg.batch_size, n), n, global_bs, info.world_size, global_bs)
     steps_per_epoch = n // global_bs  # the incomplete last batch is dropped: equal shards, full kernels
     if cfg.steps is not None:
         total_steps = cfg.steps
@@ -455,7 +556,7 @@ def _train(
     ckpt_dir = run_dir / "checkpoints" if run_dir is not None else None
     if resuming and ckpt_dir is not None:
         state = load_checkpoint(ckpt_dir)
-        if state.get("config_hash") != _config_hash(cfg):
+        if state.get("config_hash") not in (_config_hash(cfg), _config_hash(cfg, legacy=True)):
             raise CheckpointError("the checkpoint was written with a different config; resume with the same settings")
         student.load_state_dict(state["student"])
         reg.load_state_dict(state["regularizer"])
@@ -649,10 +750,18 @@ def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").clone() for k, v in module.state_dict().items()}
 
 
-def _config_hash(cfg: TrainConfig) -> str:
+def _config_hash(cfg: TrainConfig, legacy: bool = False) -> str:
+    """What a resumed run must share with its checkpoint. Paths do not count by their spelling:
+    ``output`` is where the checkpoint is (a moved or respelled run folder resumes), and
+    ``feature_store`` is compared normalized (the stores themselves are fingerprint-checked).
+    `legacy`: the hash of checkpoints written before paths were normalized."""
     import hashlib
 
     d = cfg.to_dict()
+    if not legacy:
+        d.pop("output", None)
+        if d.get("feature_store"):
+            d["feature_store"] = os.path.normpath(d["feature_store"])
     # ddp_kernel: both forms are exact, and a run may resume with either; deterministic: same math
     for k in ("resume", "overwrite", "progress", "tensorboard", "log_every", "checkpoint_every", "device", "ddp_kernel",
               "deterministic"):

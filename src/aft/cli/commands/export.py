@@ -18,6 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="skip the onnx.checker / onnxruntime comparison with PyTorch")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="let a transformer student import its model folder's own Python code (off: nothing from "
+                        "the run folder executes; a student.json asking for it is refused)")
     p.set_defaults(func=handler)
     return p
 
@@ -28,6 +31,7 @@ def handler(args: argparse.Namespace) -> int:
 
     if args.opset < 7:
         raise ConfigError(f"--opset {args.opset} is too old; use 17 (the default) or another opset >= 7")
-    path = export_onnx(args.model, args.onnx, opset=args.opset, overwrite=args.overwrite, verify=args.verify)
+    path = export_onnx(args.model, args.onnx, opset=args.opset, overwrite=args.overwrite, verify=args.verify,
+                       trust_remote_code=args.trust_remote_code is True)
     print(path)
     return 0

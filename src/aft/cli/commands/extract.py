@@ -82,6 +82,27 @@ def load_split(dataset: str, split: str, limit: int | None = None, seed: int = 0
     return loaded
 
 
+def check_inputs(args: argparse.Namespace, store: str) -> None:
+    """Device, resolution and store folder checked before any teacher is loaded (one line each)."""
+    from pathlib import Path
+
+    from aft.errors import ConfigError
+    from aft.teachers.vision import check_resolution
+
+    if args.device is not None:
+        from aft.training.loop import resolve_device
+
+        resolve_device(args.device)
+    if args.resolution is not None:
+        check_resolution(args.resolution)
+    try:
+        is_file = Path(store).exists() and not Path(store).is_dir()
+    except OSError as exc:
+        raise ConfigError(f"store path is unusable ({exc.strerror or exc}); choose another --store") from None
+    if is_file:
+        raise ConfigError(f"--store {store!r} is a file, not a folder; choose a folder for the feature store")
+
+
 def run(args: argparse.Namespace) -> int:
     """Handler of `aft extract`."""
     from aft.features import extract
@@ -100,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         extract = partial(extract_distributed, partition=args.partition)  # noqa: F811 - one shard per rank
 
     store = args.store or os.environ.get("AFT_FEATURE_STORE") or DEFAULT_STORE
+    check_inputs(args, store)
     splits = args.split or ["train"]
     teachers = [build_teacher(name, device=args.device, resolution=args.resolution)
                 if args.resolution is not None else build_teacher(name, device=args.device)

@@ -32,6 +32,9 @@ def handler(args: argparse.Namespace) -> int:
     from aft.experiments.records import read_records
     from aft.report import build_report
 
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {args.out!r} is a file, not a folder; choose a folder for the report")
     records = []
     for f in args.records:
         path = Path(f)
