@@ -17,7 +17,7 @@ from typing import Protocol
 
 from tqdm.auto import tqdm
 
-from aft.experiments.records import RunRecord, append_record, read_records, run_key
+from aft.experiments.records import RunRecord, append_record, read_records, records_lock, run_key
 from aft.experiments.suite import SuiteConfig
 
 log = logging.getLogger(__name__)
@@ -135,7 +135,22 @@ def run_grid(
         executor: runs one job.
         progress: show a progress bar over jobs.
         on_record: called with each new record (e.g. to print a line).
+
+    Raises:
+        RecordsLockedError: another process is running a grid on the same records file.
     """
+    with records_lock(records_path):
+        return _run_grid(suite, records_path, executor, progress=progress, on_record=on_record)
+
+
+def _run_grid(
+    suite: SuiteConfig,
+    records_path: str | Path,
+    executor: RunExecutor,
+    *,
+    progress: bool,
+    on_record: Callable[[RunRecord], None] | None,
+) -> GridProgress:
     done = {r.key: r for r in read_records(records_path)}
     result = GridProgress()
     bar = tqdm(total=None, desc=f"compare {suite.name}", unit="run", disable=not progress)
