@@ -40,11 +40,15 @@ def run_key(run: Any) -> str:
     return (
         f"{run.suite}|{run.dataset}|{run.student}|{teachers}|{run.method}|beta={run.beta:g}|"
         f"n={run.train_size}|seed={run.seed}|views={run.views}|{run.phase}"
-    ) + (f"|cfg={run.config}" if run.config else "")
+    ) + (f"|cfg={run.config}" if run.config else "") + (
+        f"|fold={run.fold}" if getattr(run, "fold", None) is not None else ""
+    ) + (f"|steps={run.steps}" if getattr(run, "steps", None) is not None else "")
 
 
-#: phases of a run: `select` runs are scored on validation only; `final` runs are also evaluated on test once
-PHASES = ("select", "final")
+#: phases of a run: `select` (holdout) and `cv` (one fold) runs are scored on validation only; `final`
+#: runs are also evaluated on test once; `regret` runs evaluate every beta on test for the selection
+#: regret analysis (never used to choose)
+PHASES = ("select", "cv", "final", "regret")
 
 
 @dataclass
@@ -60,7 +64,8 @@ class RunRecord:
         beta: regularization weight (0 for STL and probe).
         train_size: number of labeled training samples (before the validation carve-out).
         seed: random seed.
-        phase: ``"select"`` (validation only) or ``"final"`` (selected beta, evaluated once on test).
+        phase: one of `PHASES`: ``"select"`` / ``"cv"`` (validation only), ``"final"`` (selected beta,
+            evaluated once on test) or ``"regret"`` (analysis only).
         val_acc: validation accuracy of the selected checkpoint.
         test_acc: test accuracy (final phase only, else None).
         wall_s: wall time of the run in seconds.
@@ -71,6 +76,9 @@ class RunRecord:
         extra: anything else worth keeping (probe C, inference latency...).
         config: short hash of the suite's shared settings (training budget, student and teacher
             options, pool and test sizes): records made under other settings never count as done.
+        fold: the held-out fold of a ``cv`` run (None otherwise).
+        steps: the training steps chosen by cross-validation (``final``/``regret`` runs of a cv
+            suite; None: the suite's budget).
     """
 
     suite: str
@@ -91,6 +99,8 @@ class RunRecord:
     curve: list[dict[str, float]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     config: str = ""
+    fold: int | None = None
+    steps: int | None = None
 
     @property
     def key(self) -> str:
@@ -99,7 +109,11 @@ class RunRecord:
 
     def to_json(self) -> str:
         """One line of strict JSON (NaN and infinities become ``null``)."""
-        return json.dumps(finite_or_null(asdict(self)), sort_keys=True, allow_nan=False)
+        data = finite_or_null(asdict(self))
+        for optional in ("fold", "steps"):  # absent = None: records of holdout suites keep their old form
+            if data[optional] is None:
+                del data[optional]
+        return json.dumps(data, sort_keys=True, allow_nan=False)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunRecord:
