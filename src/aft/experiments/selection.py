@@ -218,8 +218,10 @@ def cross_validate_train(cfg: Any, betas: Sequence[float], folds: int = DEFAULT_
 
     from aft.training import train
     from aft.training.data import load_named_split, subsample
+    from aft.training.loop import preflight
 
     cfg = dataclasses.replace(cfg).validate()
+    preflight(cfg)  # names, features, output folder: before any fold run
     source = load_named_split(cfg.dataset, cfg.train_split)
     labeled = subsample(source, cfg.train_limit, cfg.seed)
     features = None
