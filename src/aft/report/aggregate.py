@@ -7,7 +7,8 @@ Vocabulary (../shared/BENCHMARKS.md):
   dataset, student, train size and views, whatever the teacher set;
 - the linear probe is method ``"probe"`` (student ``"probe"``, views 1): the probe of a setting is the
   probe on the same suite, dataset, train size and teacher set (same views if there is one, else 1);
-- only ``phase == "final"`` records with a test accuracy feed test tables; ``phase == "select"``
+- only ``phase == "final"`` records with a test accuracy feed test tables (``cv`` fold records feed
+  the beta curves and the selection table, ``regret`` records only the regret table); ``phase == "select"``
   records (validation only) feed the beta curves.
 """
 

@@ -188,6 +188,11 @@ def learning_curve_plots(index: RecordIndex, notes: list[str]) -> list[Plot]:
     for r in sorted(index.final, key=lambda r: r.seed):
         if r.curve and any("step" in p and "val_acc" in p for p in r.curve):
             first.setdefault((Setting.of(r), r.method), r)
+    chosen = {(Setting.of(r), r.method): r.beta for r in index.final}
+    for r in sorted(index.cv, key=lambda r: r.fold or 0):  # cv finals have no validation: fold 0 of the choice
+        key = (Setting.of(r), r.method)
+        if key not in first and chosen.get(key) == r.beta and r.curve:
+            first[key] = r
     if not first:
         notes.append("learning-curve plots skipped: no final record has a `curve`")
         return []
@@ -202,9 +207,10 @@ def learning_curve_plots(index: RecordIndex, notes: list[str]) -> list[Plot]:
         for ax, s in zip(axes, settings, strict=True):
             runs = [(m, r) for (t, m), r in first.items() if t == s or (m == STL and t == Setting(s.group, ()))]
             for method, r in sorted(runs, key=lambda x: method_sort_key(x[0])):
-                pts = [p for p in r.curve if "step" in p and "val_acc" in p]
+                pts = [p for p in r.curve if p.get("step") is not None and p.get("val_acc") is not None]
                 ax.plot([p["step"] for p in pts], [p["val_acc"] * 100 for p in pts],
-                        label=f"{method} (seed {r.seed})", color=_color(method),
+                        label=f"{method} (seed {r.seed}" + (f", fold {r.fold}" if r.fold is not None else "") + ")",
+                        color=_color(method),
                         linestyle="--" if method == STL else "-")
             ax.set_xlabel("step")
             ax.set_ylabel("validation accuracy (%)")
@@ -212,7 +218,9 @@ def learning_curve_plots(index: RecordIndex, notes: list[str]) -> list[Plot]:
             ax.legend(fontsize=7)
         fig.suptitle(f"{dataset}: learning curves (one seed per method)")
         plots.append(Plot(f"curves_{slug(suite, dataset)}.png",
-                          f"{dataset}: validation accuracy vs training step, one seed per method.", _png(fig)))
+                          f"{dataset}: validation accuracy vs training step, one seed per method (under "
+                          "cross-validation: fold 0 of the chosen β, whose held-out fold is the validation).",
+                          _png(fig)))
     return plots
 
 
