@@ -78,9 +78,21 @@ def render() -> str:
         "| run | suite | machine | jobs | rep | runs | wall s | runs/hour | load before/after |",
         "|---|---|---|---:|---:|---:|---:|---:|---|",
     ]
+    def load(v: float | None) -> str:
+        return "?" if v is None else f"{v:.2f}"
+
     for r in recs:
         lines.append(f"| {r['run_id']} | {r['suite']} | {r['machine']} | {r['jobs']} | {r['rep']} | {r['runs']} | "
-                     f"{r['wall_s']} | {r['runs_per_hour']} | {r['load_before']:.2f} / {r['load_after']:.2f} |")
+                     f"{r['wall_s']} | {r['runs_per_hour']} | {load(r.get('load_before'))} / {load(r.get('load_after'))} |")
+    notes = sorted({r["note"] for r in recs if r.get("note")})
+    if notes:
+        lines += [""] + [f"Note: {n}." for n in notes]
+    pairs: dict[tuple[str, int], dict[int, float]] = {}
+    for r in recs:
+        pairs.setdefault((r["run_id"], r["rep"]), {})[r["jobs"]] = r["runs_per_hour"]
+    ratios = [f"{v[2] / v[1]:.2f}x" for v in pairs.values() if 1 in v and 2 in v]
+    if ratios:
+        lines += ["", "Paired speed-up of --jobs 2 over --jobs 1 (same repetition): " + ", ".join(ratios) + "."]
     by_jobs: dict[int, list[float]] = {}
     for r in recs:
         by_jobs.setdefault(r["jobs"], []).append(r["runs_per_hour"])

@@ -91,3 +91,12 @@ def test_parallel_compare_equals_serial_on_a_tiny_real_suite(tmp_path):
         assert abs(r.val_acc - b[k].val_acc) <= 0.05 or (np.isnan(r.val_acc) and np.isnan(b[k].val_acc))
         if r.test_acc is not None:
             assert abs(r.test_acc - b[k].test_acc) <= 0.05
+
+
+def test_cli_bad_jobs_is_one_line_before_anything_runs(tmp_path, capsys):
+    from aft.cli.main import main
+
+    rc = main(["compare", "demo", "--quick", "--jobs", "zero", "--records", str(tmp_path / "r.jsonl")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "--jobs must be a positive integer or auto" in err and len(err.splitlines()) == 1
+    assert not list(tmp_path.iterdir())

@@ -33,9 +33,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--markdown", metavar="FILE", default=None, help="also write a RESULTS.md page there")
     p.add_argument("--device", default="cpu", help="torch device for teachers and students (default: cpu)")
     p.add_argument("--cache-dir", default=None, help="asset cache directory (default: $AFT_CACHE_DIR or ~/.cache/aft)")
-    p.add_argument("--jobs", default="1", metavar="N|auto",
-                   help="worker processes for the grid's runs, each with cpus/N threads (default: 1; auto: one "
-                   "per CPU core, one per GPU on cuda; see docs/PERFORMANCE.md)")
+    p.add_argument("--jobs", default="auto", metavar="N|auto",
+                   help="worker processes for the grid's runs, each with cpus/N threads (default auto: one per "
+                   "CPU core, one per GPU on cuda; measured 1.4-2.5x the runs/hour of --jobs 1 on 2 cores, "
+                   "docs/performance-compare-jobs.md); 1 runs in this process")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=handler)
     return p
