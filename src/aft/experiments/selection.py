@@ -16,7 +16,6 @@ A choice at the smallest or largest beta of a grid of three or more values is fl
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections import defaultdict
@@ -27,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from aft.errors import ConfigError, DataError
-from aft.experiments.records import RunRecord
+from aft.experiments.records import RunRecord, finite_or_null
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +99,7 @@ class Choice:
     at_edge: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self), default=float).replace("NaN", "null"))
+        return finite_or_null(asdict(self))
 
     def summary(self) -> str:
         se = "" if math.isnan(self.se) else f" ± {100 * self.se:.1f}"
