@@ -167,7 +167,8 @@ def beta_curve_plots(index: RecordIndex, notes: list[str]) -> list[Plot]:
             stl_cv = stl_choice.get((Setting(s.group, ()), STL))
             stl = stl_cv.mean if stl_cv is not None else _stl_val(index, s.group)
             if stl is not None and math.isfinite(stl):
-                ax.axhline(stl * 100, color="black", linestyle="--", linewidth=1, label="STL (final val)")
+                ax.axhline(stl * 100, color="black", linestyle="--", linewidth=1,
+                           label="STL (fold val)" if stl_cv is not None else "STL (final val)")
             ax.set_xscale("log")
             ax.set_xlabel("β")
             ax.set_ylabel("fold validation accuracy (%)" if any_cv else "validation accuracy (%)")
