@@ -1,4 +1,8 @@
-"""The comparison grid selects beta on validation only, runs finals with every seed, and resumes."""
+"""The comparison grid selects beta on validation only, runs finals with every seed, and resumes.
+
+Most of these tests pin the ``holdout`` selector (one validation split per beta), which was the only
+protocol before cross-validation became the default; the cv protocol is tested in test_selection.py.
+"""
 
 from __future__ import annotations
 
@@ -24,26 +28,34 @@ def _suite(**kw) -> SuiteConfig:
         train_sizes=[100, 200],
         seeds=[0, 1, 2],
         beta_grid=[0.1, 1.0, 10.0],
+        selection="holdout",
     )
     base.update(kw)
     return SuiteConfig.from_dict(base)
 
 
 class FakeExecutor:
-    """Validation accuracy peaks at beta = 1 for aft and 10 for kd; test depends on seed."""
+    """Validation accuracy peaks at beta = 1 for aft and 10 for kd (and at step 100 of 150, with a
+    little fold-to-fold noise); test depends on seed and beta."""
 
-    def __init__(self) -> None:
+    def __init__(self, best: dict[str, float] | None = None) -> None:
         self.calls: list[RunJob] = []
+        self.best = best or {"aft": 1.0, "kd": 10.0, "aft-fixed": 0.1}
 
     def __call__(self, job: RunJob) -> RunRecord:
         self.calls.append(job)
-        best = {"aft": 1.0, "kd": 10.0, "aft-fixed": 0.1}.get(job.method, 1.0)
+        best = self.best.get(job.method, 1.0)
         val = 0.9 - 0.01 * abs(math.log10(max(job.beta, 1e-3)) - math.log10(best))
-        test = None if job.phase == "select" else 0.8 + 0.001 * job.seed
+        if job.fold is not None:
+            val += 0.001 * ((job.fold * 7) % 3 - 1)
+        curve = [{"step": float(s), "val_acc": val - 0.002 * abs(s - 100) / 50, "loss": 1.0} for s in (50, 100, 150)]
+        test = None if job.phase in ("select", "cv") else 0.8 + 0.001 * job.seed - 0.001 * abs(math.log10(
+            max(job.beta, 1e-3)))
         return RunRecord(
             suite=job.suite, dataset=job.dataset, student=job.student, teachers=list(job.teachers),
             method=job.method, beta=job.beta, train_size=job.train_size, seed=job.seed, phase=job.phase,
-            val_acc=val, test_acc=test, views=job.views, config=job.config,
+            val_acc=val, test_acc=test, views=job.views, config=job.config, fold=job.fold, steps=job.steps,
+            curve=curve if job.phase == "cv" else [],
         )
 
 

@@ -39,7 +39,7 @@ def test_html_embeds_every_png_and_the_tables(built: ReportPaths) -> None:
     html = built.index_html.read_text(encoding="utf-8")
     for p in built.plots:
         assert f'<img src="{p.name}"' in html
-    assert html.count("<table>") == 6
+    assert html.count("<table>") == 7  # six result tables + the selected-beta table (cv selection)
     assert "<style>" in html and "stylesheet" not in html  # self-contained
 
 
@@ -49,7 +49,7 @@ def test_every_markdown_table_is_preceded_by_the_commands_and_totals(built: Repo
     total = sum(r.wall_s for r in records)
     sections = re.split(r"^## ", md, flags=re.M)[1:]
     table_sections = [s for s in sections if "\n| " in s]
-    assert len(table_sections) == 6
+    assert len(table_sections) == 7  # + the selected-beta table (cv selection)
     for s in table_sections:
         before = s[: s.index("\n| ")]
         assert CMD in before

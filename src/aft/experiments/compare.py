@@ -10,7 +10,7 @@ from pathlib import Path
 from aft.errors import ConfigError
 from aft.experiments.executor import TrainingExecutor
 from aft.experiments.grid import GridProgress, run_grid
-from aft.experiments.records import RunRecord, read_records
+from aft.experiments.records import RunRecord, read_records, records_lock
 from aft.experiments.suite import SuiteConfig
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ def compare(
     device: str = "cpu",
     cache_dir: str | None = None,
     progress: bool = True,
+    jobs: int = 1,
 ) -> CompareResult:
     """Extract the suite's teacher features (once), run its grid, and return all its records.
 
@@ -62,9 +63,12 @@ def compare(
         device: torch device for teachers and students.
         cache_dir: asset cache override.
         progress: show progress bars.
+        jobs: worker processes for the grid's runs (`aft.experiments.parallel`); the features are
+            extracted here first, once.
     """
-    executor = TrainingExecutor(suite, Path(store_root), device=device, cache_dir=cache_dir, progress=progress)
-    executor.prepare_features()
-    grid = run_grid(suite, records_path, executor, progress=progress)
+    with records_lock(records_path):  # before extraction: a second compare on this file stops at once
+        executor = TrainingExecutor(suite, Path(store_root), device=device, cache_dir=cache_dir, progress=progress)
+        executor.prepare_features()
+        grid = run_grid(suite, records_path, executor, progress=progress, jobs=jobs)
     records = [r for r in read_records(records_path) if r.suite == suite.name]
     return CompareResult(suite=suite, records_path=Path(records_path), progress=grid, records=records)

@@ -22,6 +22,7 @@ import torch
 from aft.data import DatasetSplit, load_split, stratified_subsample
 from aft.experiments.grid import PROBE, RunJob
 from aft.experiments.records import RunRecord
+from aft.experiments.selection import fold_split
 from aft.experiments.suite import SuiteConfig
 from aft.features import ConcatenatedFeatures, extract, open_features
 from aft.training import TrainConfig, train
@@ -129,6 +130,11 @@ class TrainingExecutor:
             self._features[teachers] = (pool, test)  # type: ignore[assignment]
         return self._features[teachers]
 
+    def for_worker(self) -> ExecutorSpec:
+        """A picklable description of this executor for `--jobs` worker processes (call after
+        `prepare_features`: the workers open the extracted stores, never extract)."""
+        return ExecutorSpec(self.suite, self.store_root, self.device, self.cache_dir, dict(self._teacher_cost))
+
     # ---------------------------------------------------------------------------------------------
     def __call__(self, job: RunJob) -> RunRecord:
         d = self.data()
@@ -140,6 +146,12 @@ class TrainingExecutor:
         settings = {**DEFAULT_TRAIN, **self.suite.train}
         steps = int(settings.get("steps", 300))
         settings.setdefault("eval_every", max(1, steps // 6))
+        val_split = None
+        if job.phase == "cv":  # fold f of the training labels is the validation split
+            train_split, val_split = fold_split(train_split, self.suite.folds, int(job.fold or 0), job.seed)
+        elif job.steps is not None:  # cv finals and regret runs: all labels, the chosen number of steps
+            settings.update(steps=int(job.steps), select="last", val_fraction=0.0)
+            settings.pop("epochs", None)
         cfg = TrainConfig.from_dict(
             {
                 **settings,
@@ -161,9 +173,9 @@ class TrainingExecutor:
         features = None
         if job.teachers:
             features = self.view_features(job.teachers) if job.views > 1 else self.features(job.teachers)[0]
-        test = d.test if job.phase == "final" else None
+        test = d.test if job.phase in ("final", "regret") else None
         t0 = time.perf_counter()
-        result = train(cfg, features=features, train_split=train_split, test_split=test)
+        result = train(cfg, features=features, train_split=train_split, test_split=test, val_split=val_split)
         wall = time.perf_counter() - t0
         curve = [
             {"step": float(h["step"]), "val_acc": float(h["val_accuracy"]), "loss": float(h.get("loss", float("nan")))}
@@ -171,6 +183,11 @@ class TrainingExecutor:
             if "val_accuracy" in h
         ]
         extra: dict[str, Any] = {"steps": result.steps, "selected_step": result.selected_step}
+        if val_split is not None:
+            extra.update(folds=self.suite.folds, fold_seed=job.seed, val_size=len(val_split),
+                         fold_ids_sha256=ids_digest(val_split.ids))
+            if len(val_split) <= 1000:
+                extra["fold_val_ids"] = [str(i) for i in val_split.ids]
         if job.phase == "final":
             extra["latency_ms"] = _student_latency_ms(result.student, train_split)
         return RunRecord(
@@ -183,7 +200,7 @@ class TrainingExecutor:
             train_size=job.train_size,
             seed=job.seed,
             phase=job.phase,
-            val_acc=float(result.val_accuracy or 0.0),
+            val_acc=float("nan") if result.val_accuracy is None else float(result.val_accuracy),
             test_acc=None if result.test_accuracy is None else float(result.test_accuracy),
             wall_s=wall,
             student_params=int(result.student_params),
@@ -192,6 +209,8 @@ class TrainingExecutor:
             rho=result.rho_summary or {},
             curve=curve,
             extra=extra,
+            fold=job.fold,
+            steps=job.steps,
         )
 
     def _probe(self, job: RunJob, train_split: DatasetSplit) -> RunRecord:
@@ -239,6 +258,33 @@ class TrainingExecutor:
             config=job.config,
             extra=extra,
         )
+
+
+@dataclass
+class ExecutorSpec:
+    """What a worker process needs to rebuild a `TrainingExecutor` (no cached data or open stores)."""
+
+    suite: SuiteConfig
+    store_root: Path
+    device: str
+    cache_dir: str | None
+    teacher_cost: dict[str, dict[str, float]]
+
+    def build(self, worker_index: int) -> TrainingExecutor:
+        """The executor of worker `worker_index` (on CUDA: device ``index mod device_count``)."""
+        device = self.device
+        if device.startswith("cuda") and ":" not in device and torch.cuda.device_count() > 1:
+            device = f"cuda:{worker_index % torch.cuda.device_count()}"
+        ex = TrainingExecutor(self.suite, self.store_root, device=device, cache_dir=self.cache_dir, progress=False)
+        ex._teacher_cost.update(self.teacher_cost)
+        return ex
+
+
+def ids_digest(ids: Any) -> str:
+    """sha256 of the sorted sample ids (identifies a fold's held-out samples)."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(sorted(str(i) for i in ids)).encode()).hexdigest()
 
 
 def _student_latency_ms(student: torch.nn.Module, split: DatasetSplit, batch: int = 32, repeats: int = 5) -> float:

@@ -45,6 +45,12 @@ class SuiteConfig:
         augmentation: augmentation policy name used when views > 1.
         train: overrides of the training config shared by every run (steps, lr, batch_size...).
         teacher_options: per teacher, options for `build_teacher` (e.g. image resolution).
+        selection: how beta and the stopping step are chosen: ``cv`` (stratified k-fold over the
+            training labels, then the finals train on all of them) or ``holdout`` (one validation
+            split of ``val_fraction``, as before); see `aft.experiments.selection`.
+        folds: k of the cross-validation.
+        regret_analysis: also run every beta on test (phase ``regret``, never used to choose) and
+            both selectors, for the selection-regret table.
     """
 
     name: str
@@ -71,6 +77,9 @@ class SuiteConfig:
     augmentation: str | None = None
     train: dict[str, Any] = field(default_factory=dict)
     teacher_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    selection: str = "cv"
+    folds: int = 5
+    regret_analysis: bool = False
 
     def __post_init__(self) -> None:
         safe_name(self.name, "suite name")  # it becomes results/<name>/: one plain folder name
@@ -86,6 +95,13 @@ class SuiteConfig:
             self.pool_size = max(self.train_sizes)
         if self.pool_size < max(self.train_sizes):
             raise ConfigError(f"suite {self.name!r}: pool_size {self.pool_size} is smaller than the largest train size")
+        if self.selection not in ("cv", "holdout"):
+            raise ConfigError(f"suite {self.name!r}: selection must be cv or holdout, got {self.selection!r}")
+        if isinstance(self.folds, bool) or not isinstance(self.folds, int) or self.folds < 2:
+            raise ConfigError(f"suite {self.name!r}: folds must be an integer >= 2, got {self.folds!r}")
+        if self.selection == "cv" and self.folds > min(self.train_sizes):
+            raise ConfigError(f"suite {self.name!r}: {self.folds} folds need at least {self.folds} labels; "
+                              f"the smallest train size is {min(self.train_sizes)}")
         if any(v > 1 for v in self.views) and not self.augmentation:
             raise ConfigError(f"suite {self.name!r}: views > 1 need an `augmentation` policy name")
 
@@ -117,11 +133,13 @@ class SuiteConfig:
             "dataset_options": self.dataset_options, "pool_size": self.pool_size, "test_limit": self.test_limit,
             "augmentation": self.augmentation,
         }
+        if self.selection != "holdout":  # holdout suites keep the keys of their earlier records
+            shared.update(selection=self.selection, folds=self.folds)
         return hashlib.sha256(json.dumps(shared, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
     def quick(self) -> SuiteConfig:
-        """A reduced grid for smoke runs: one student, teacher set, size and seed; 2 betas; views 1 and
-        the smallest K > 1 the suite compares (if any)."""
+        """A reduced grid for smoke runs: one student, teacher set, size and seed; 2 betas; at most 3
+        folds; views 1 and the smallest K > 1 the suite compares (if any)."""
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data.update(
             name=f"{self.name}-quick",
@@ -136,6 +154,7 @@ class SuiteConfig:
             test_limit=min(self.test_limit or 1000, 1000),
             seeds=self.seeds[:1],
             beta_grid=[1.0, 10.0],
+            folds=min(self.folds, 3),
             views=[1] + sorted(v for v in self.views if v > 1)[:1],  # keep one augmented setting
             train={**self.train, "steps": min(int(self.train.get("steps", 200)), 150)},
         )

@@ -25,6 +25,7 @@ from aft.report.html import render_html
 from aft.report.plots import all_plots
 from aft.report.results_page import render_results_md
 from aft.report.sections import ReportContent
+from aft.report.selection import edge_notes, regret_table, selection_table
 from aft.report.tables import (
     Table,
     accuracy_table,
@@ -75,15 +76,19 @@ def report_command(record_files: Sequence[str | Path], out_dir: str | Path, mark
 
 
 def build_tables(index: RecordIndex, ladder_methods: Sequence[str] = ("aft", "kd")) -> list[Table]:
-    """Every table of the report, in page order."""
-    return [
+    """Every table of the report, in page order (the regret table only when regret runs exist)."""
+    tables = [
         headline_table(headline(index), index),
         accuracy_table(index),
         ladder_table(index, ladder_methods),
         multi_teacher_table(index),
+        selection_table(index),
         rho_table(index),
         cost_table(index),
     ]
+    if index.regret:
+        tables.insert(5, regret_table(index))
+    return tables
 
 
 def _is_number(v: Any) -> bool:
@@ -162,8 +167,12 @@ def build_report(
     index = RecordIndex.build(records)
     h = headline(index)
     tables = build_tables(index, ladder_methods)
-    notes = list(index.notes)
+    edges = edge_notes(index)
+    for warning in edges:
+        log.warning("report: %s", warning)
+    notes = edges + list(index.notes)
     notes += [f"{t.title}: {t.empty_note}" for t in tables if not t.rows]
+    notes = list(dict.fromkeys(notes))
     plots = all_plots(index, h, notes)
     findings_text = None
     if findings is not None:

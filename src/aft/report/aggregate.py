@@ -7,7 +7,8 @@ Vocabulary (../shared/BENCHMARKS.md):
   dataset, student, train size and views, whatever the teacher set;
 - the linear probe is method ``"probe"`` (student ``"probe"``, views 1): the probe of a setting is the
   probe on the same suite, dataset, train size and teacher set (same views if there is one, else 1);
-- only ``phase == "final"`` records with a test accuracy feed test tables; ``phase == "select"``
+- only ``phase == "final"`` records with a test accuracy feed test tables (``cv`` fold records feed
+  the beta curves and the selection table, ``regret`` records only the regret table); ``phase == "select"``
   records (validation only) feed the beta curves.
 """
 
@@ -135,12 +136,16 @@ class RecordIndex:
         records: every (deduplicated) record.
         final: final-phase records with a test accuracy (these feed the test tables).
         select: select-phase records (these feed the beta curves only).
+        cv: cross-validation fold records (beta curves with fold error bars, the selection table).
+        regret: analysis-only records of every beta on test (the selection-regret table only).
         notes: one line per thing that was ignored (e.g. final records without a test accuracy).
     """
 
     records: list[RunRecord]
     final: list[RunRecord] = field(default_factory=list)
     select: list[RunRecord] = field(default_factory=list)
+    cv: list[RunRecord] = field(default_factory=list)
+    regret: list[RunRecord] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     _acc: dict[tuple[Setting, str], dict[int, list[float]]] = field(default_factory=dict, repr=False)
 
@@ -153,6 +158,10 @@ class RecordIndex:
         for r in recs:
             if r.phase == "select":
                 idx.select.append(r)
+            elif r.phase == "cv":
+                idx.cv.append(r)
+            elif r.phase == "regret":
+                idx.regret.append(r)
             elif r.phase == "final":
                 if r.test_acc is None:
                     no_test += 1

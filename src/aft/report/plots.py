@@ -112,46 +112,74 @@ def _stl_val(index: RecordIndex, group: Group) -> float | None:
     return math.fsum(vals) / len(vals) if vals else None
 
 
-def beta_curve_plots(index: RecordIndex, notes: list[str]) -> list[Plot]:
-    """Validation accuracy vs beta (log x) per method, one panel per setting, one PNG per dataset."""
+def _beta_curves(index: RecordIndex) -> dict[Setting, dict[str, list[tuple[float, float, float, bool]]]]:
+    """Per setting and method, (beta, mean val acc, error bar, at edge) points: cv records give the
+    mean ± SE over folds at each beta's best step; settings without them use the select phase."""
+    from aft.report.selection import choices
+
+    out: dict[Setting, dict[str, list[tuple[float, float, float, bool]]]] = defaultdict(dict)
+    for (s, method), c in choices(index, "cv").items():
+        if method != STL:
+            out[s][method] = [(sc.beta, sc.mean, 0.0 if math.isnan(sc.se) else sc.se, c.at_edge and sc.beta == c.beta)
+                              for sc in c.scores if sc.beta > 0]
     data: dict[Setting, dict[str, dict[float, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     for r in index.select:
-        if r.beta > 0:
+        if r.beta > 0 and r.method not in out.get(Setting.of(r), {}):
             data[Setting.of(r)][r.method][r.beta].append(r.val_acc)
-    if not data:
-        notes.append("beta-curve plots skipped: no select-phase records with beta > 0")
+    for s, methods in data.items():
+        for method, by_beta in methods.items():
+            pts = [(b, mean_se(v).mean, mean_se(v).se or 0.0) for b, v in sorted(by_beta.items())]
+            out[s][method] = [(b, m, e, False) for b, m, e in pts]
+    return {s: m for s, m in out.items() if any(m.values())}
+
+
+def beta_curve_plots(index: RecordIndex, notes: list[str]) -> list[Plot]:
+    """Validation accuracy vs beta (log x) per method, one panel per setting, one PNG per dataset:
+    under cv the mean over folds with ± SE error bars; ★ the selected beta (red ring: at the grid's edge)."""
+    curves = _beta_curves(index)
+    if not curves:
+        notes.append("beta-curve plots skipped: no select- or cv-phase records with beta > 0")
         return []
     chosen: dict[tuple[Setting, str], set[float]] = defaultdict(set)
     for r in index.final:
         chosen[(Setting.of(r), r.method)].add(r.beta)
+    any_cv = bool(index.cv)
+    from aft.report.selection import choices
+
+    stl_choice = choices(index, "cv")
     plots = []
-    for (suite, dataset), settings in _panel_settings(index, set(data)).items():
+    for (suite, dataset), settings in _panel_settings(index, set(curves)).items():
         if len(settings) > MAX_PANELS:
             notes.append(f"beta curves for {dataset}: {len(settings) - MAX_PANELS} setting(s) beyond "
                          f"{MAX_PANELS} panels not drawn")
             settings = settings[:MAX_PANELS]
         fig, axes = _figure(len(settings))
         for ax, s in zip(axes, settings, strict=True):
-            for method in sorted(data[s], key=method_sort_key):
-                betas = sorted(data[s][method])
-                stats = [mean_se(data[s][method][b]) for b in betas]
-                ax.errorbar(betas, [st.mean * 100 for st in stats], yerr=[(st.se or 0.0) * 100 for st in stats],
+            for method in sorted(curves[s], key=method_sort_key):
+                pts = curves[s][method]
+                betas = [p[0] for p in pts]
+                ax.errorbar(betas, [p[1] * 100 for p in pts], yerr=[p[2] * 100 for p in pts],
                             marker="o", markersize=3, capsize=2, label=method, color=_color(method))
                 for b in chosen.get((s, method), set()) & set(betas):
-                    ax.plot([b], [stats[betas.index(b)].mean * 100], marker="*", markersize=11,
-                            color=_color(method), markeredgecolor="black")
-            stl = _stl_val(index, s.group)
-            if stl is not None:
-                ax.axhline(stl * 100, color="black", linestyle="--", linewidth=1, label="STL (final val)")
+                    i = betas.index(b)
+                    ax.plot([b], [pts[i][1] * 100], marker="*", markersize=11, color=_color(method),
+                            markeredgecolor="red" if pts[i][3] else "black")
+            stl_cv = stl_choice.get((Setting(s.group, ()), STL))
+            stl = stl_cv.mean if stl_cv is not None else _stl_val(index, s.group)
+            if stl is not None and math.isfinite(stl):
+                ax.axhline(stl * 100, color="black", linestyle="--", linewidth=1,
+                           label="STL (fold val)" if stl_cv is not None else "STL (final val)")
             ax.set_xscale("log")
             ax.set_xlabel("β")
-            ax.set_ylabel("validation accuracy (%)")
+            ax.set_ylabel("fold validation accuracy (%)" if any_cv else "validation accuracy (%)")
             ax.set_title(f"{s.group.student} {s.group.size_label()} [{s.teachers_label()}]", fontsize=9)
             ax.legend(fontsize=7)
         fig.suptitle(f"{dataset}: validation accuracy vs β (★ = selected β)")
+        what = ("mean over cross-validation folds at each β's best step, error bars ± SE over folds"
+                if any_cv else "select phase")
         plots.append(Plot(f"beta_{slug(suite, dataset)}.png",
-                          f"{dataset}: validation accuracy vs β per method (select phase; ★ selected β; "
-                          "dashed: STL's validation accuracy).", _png(fig)))
+                          f"{dataset}: validation accuracy vs β per method ({what}; ★ selected β, red edge: the "
+                          "choice is at the edge of the grid; dashed: STL's validation accuracy).", _png(fig)))
     return plots
 
 
@@ -161,6 +189,11 @@ def learning_curve_plots(index: RecordIndex, notes: list[str]) -> list[Plot]:
     for r in sorted(index.final, key=lambda r: r.seed):
         if r.curve and any("step" in p and "val_acc" in p for p in r.curve):
             first.setdefault((Setting.of(r), r.method), r)
+    chosen = {(Setting.of(r), r.method): r.beta for r in index.final}
+    for r in sorted(index.cv, key=lambda r: r.fold or 0):  # cv finals have no validation: fold 0 of the choice
+        key = (Setting.of(r), r.method)
+        if key not in first and chosen.get(key) == r.beta and r.curve:
+            first[key] = r
     if not first:
         notes.append("learning-curve plots skipped: no final record has a `curve`")
         return []
@@ -175,9 +208,10 @@ def learning_curve_plots(index: RecordIndex, notes: list[str]) -> list[Plot]:
         for ax, s in zip(axes, settings, strict=True):
             runs = [(m, r) for (t, m), r in first.items() if t == s or (m == STL and t == Setting(s.group, ()))]
             for method, r in sorted(runs, key=lambda x: method_sort_key(x[0])):
-                pts = [p for p in r.curve if "step" in p and "val_acc" in p]
+                pts = [p for p in r.curve if p.get("step") is not None and p.get("val_acc") is not None]
                 ax.plot([p["step"] for p in pts], [p["val_acc"] * 100 for p in pts],
-                        label=f"{method} (seed {r.seed})", color=_color(method),
+                        label=f"{method} (seed {r.seed}" + (f", fold {r.fold}" if r.fold is not None else "") + ")",
+                        color=_color(method),
                         linestyle="--" if method == STL else "-")
             ax.set_xlabel("step")
             ax.set_ylabel("validation accuracy (%)")
@@ -185,7 +219,9 @@ def learning_curve_plots(index: RecordIndex, notes: list[str]) -> list[Plot]:
             ax.legend(fontsize=7)
         fig.suptitle(f"{dataset}: learning curves (one seed per method)")
         plots.append(Plot(f"curves_{slug(suite, dataset)}.png",
-                          f"{dataset}: validation accuracy vs training step, one seed per method.", _png(fig)))
+                          f"{dataset}: validation accuracy vs training step, one seed per method (under "
+                          "cross-validation: fold 0 of the chosen β, whose held-out fold is the validation).",
+                          _png(fig)))
     return plots
 
 

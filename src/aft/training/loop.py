@@ -351,6 +351,7 @@ def train(
     test_split: DatasetSplit | None = None,
     student_module: nn.Module | None = None,
     on_step: StepHook | None = None,
+    val_split: DatasetSplit | None = None,
 ) -> TrainResult:
     """Train a student with ``CE + beta * method(phi, psi)`` and write the run folder.
 
@@ -361,6 +362,8 @@ def train(
         train_split: training data (default: ``aft.data.load_split(config.dataset, config.train_split)``).
             A validation split of ``config.val_fraction`` is carved from it (seeded).
         test_split: evaluated once at the end (default: loaded from ``config.test_split``).
+        val_split: an explicit validation split (e.g. a cross-validation fold); when given, nothing
+            is carved from the training split and ``config.val_fraction`` is ignored.
         student_module: a user ``nn.Module`` returning ``(logits, features)`` (student ``module``).
         on_step: ``hook(step, metrics)`` called after every optimizer step (after checkpointing).
 
@@ -377,7 +380,7 @@ def train(
     cfg = dataclasses.replace(config).validate()
     with deterministic_algorithms(cfg.deterministic), contextlib.ExitStack() as stack:
         return _train(cfg, features=features, train_split=train_split, test_split=test_split,
-                      student_module=student_module, on_step=on_step, exit_stack=stack)
+                      student_module=student_module, on_step=on_step, exit_stack=stack, val_split=val_split)
 
 
 def _train(
@@ -389,12 +392,13 @@ def _train(
     student_module: nn.Module | None,
     on_step: StepHook | None,
     exit_stack: contextlib.ExitStack,
+    val_split: DatasetSplit | None = None,
 ) -> TrainResult:
     """`train` after validation, inside the determinism settings (`exit_stack` holds the run lock)."""
     t0 = time.perf_counter()
     reg_cls = REGULARIZERS.get(cfg.method)  # unknown method -> lists valid ones
     _check_method_options(reg_cls, cfg)
-    if cfg.select == "best" and cfg.val_fraction <= 0:
+    if cfg.select == "best" and cfg.val_fraction <= 0 and val_split is None:
         raise ConfigError("select: best needs a validation split; set val_fraction > 0")
     device_name = cfg.device
     if device_name == "auto":
@@ -415,7 +419,10 @@ def _train(
         test_split = subsample(test_split, cfg.test_limit, cfg.seed)
         if test_split.class_names != train_full.class_names:
             raise DataError("test split class names differ from the training split's; use splits of one dataset")
-    tr, val = carve_validation(train_full, cfg.val_fraction, cfg.seed)
+    if val_split is not None:
+        tr, val = train_full, val_split
+    else:
+        tr, val = carve_validation(train_full, cfg.val_fraction, cfg.seed)
     if len(tr) == 0:
         raise DataError("no training samples left after carving the validation split; lower val_fraction")
     num_classes = train_full.num_classes

@@ -30,7 +30,8 @@ _FLAGS: list[tuple[str, str, type, str]] = [
     ("--views", "views", int, "augmented views per sample (1 = clean only; see docs/augmentation.md)"),
     ("--augment", "augmentation", str, "augmentation policy for views > 1: image-basic, text-word-dropout, "
      "text-crop (default by modality)"),
-    ("--select", "select", str, "keep the last or the best-validation weights (last|best)"),
+    ("--select", "select", str, "keep the last or the best-validation weights (last|best), or cv: choose beta "
+     "(from --beta-grid) and the step by k-fold cross-validation, then retrain on all labels"),
     ("--device", "device", str, "cpu|cuda|mps|auto"),
     ("--precision", "precision", str, "fp32|bf16|fp16 (autocast on GPU)"),
     ("--output", "output", str, "run folder"),
@@ -49,6 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", default=None, help="continue from the run's last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--nproc", type=int, default=1, help="data-parallel processes (launches torchrun)")
+    p.add_argument("--beta-grid", default=None, metavar="B1,B2,...",
+                   help="with --select cv: the betas cross-validated (default: --beta alone, choosing only the step)")
+    p.add_argument("--folds", type=int, default=5, help="with --select cv: number of stratified folds (default 5)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.set_defaults(func=handler)
     return p
@@ -81,6 +85,11 @@ def resolve(args: argparse.Namespace) -> Any:
 def handler(args: argparse.Namespace) -> int:
     from aft.errors import ConfigError
 
+    select_cv = args.cfg_select == "cv"
+    if select_cv:
+        args.cfg_select = None
+    elif args.beta_grid is not None:
+        raise ConfigError("--beta-grid is used with --select cv only; add --select cv or drop it")
     cfg = resolve(args)  # config errors surface before any process is launched
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=2))
@@ -106,9 +115,35 @@ def handler(args: argparse.Namespace) -> int:
                "-m", "aft", *cleaned]
         return subprocess.call(cmd)
 
+    if select_cv:
+        return _train_cv(args, cfg)
+
     from aft.training import train
 
     result = train(cfg)
     if result.run_dir is not None and int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps({"run_dir": str(result.run_dir), **result.to_json()}, indent=2))
+    return 0
+
+
+def _train_cv(args: argparse.Namespace, cfg: Any) -> int:
+    """`--select cv`: choose beta and the step by cross-validation, retrain on all labels, and add
+    the choice and every fold's score to result.json."""
+    from aft.atomic_io import atomic_write_json
+    from aft.errors import ConfigError
+    from aft.experiments.selection import cross_validate_train, parse_beta_grid
+
+    if args.nproc > 1:
+        raise ConfigError("--select cv runs in one process; drop --nproc")
+    if args.resume:
+        raise ConfigError("--select cv cannot --resume; rerun it (with --overwrite)")
+    betas = parse_beta_grid(args.beta_grid) if args.beta_grid is not None else [cfg.beta]
+    result, choice, folds = cross_validate_train(cfg, betas, args.folds)
+    selection = {**choice.to_dict(), "folds": args.folds, "fold_seed": cfg.seed, "fold_runs": folds}
+    if result.run_dir is not None:
+        path = result.run_dir / "result.json"
+        atomic_write_json(path, {**json.loads(path.read_text(encoding="utf-8")), "selection": selection})
+    print(json.dumps({"run_dir": str(result.run_dir), **result.to_json(),
+                      "selection": {k: selection[k] for k in ("mode", "beta", "step", "mean", "se", "at_edge")}},
+                     indent=2))
     return 0

@@ -1,0 +1,264 @@
+"""Choosing beta (and the stopping step) on training labels only: one interface, two selectors.
+
+* ``holdout``: one validation split carved from the training labels (``val_fraction``); each beta
+  is one run, scored by the validation accuracy of its best checkpoint.
+* ``cv``: stratified k-fold cross-validation over the training labels (folds seeded by the run's
+  seed; fold ``f`` holds out the samples whose fold index is ``f``). Each (beta, fold) is one run
+  that records its validation accuracy at every evaluation step. For each beta the mean over folds
+  is taken at every evaluation step; the step with the best mean is that beta's stopping step and
+  the mean (± standard error over folds) is its score. The beta with the best score wins (ties go to
+  the smaller beta, then to the earlier step). The final runs then train on *all* training labels
+  for the chosen number of steps, without a validation carve-out, and touch test once.
+
+A choice at the smallest or largest beta of a grid of three or more values is flagged
+(`Choice.at_edge`): the optimum may lie outside the grid.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from aft.errors import ConfigError, DataError
+from aft.experiments.records import RunRecord, finite_or_null
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FOLDS = 5
+
+
+# ---------------------------------------------------------------------------------------------
+def stratified_folds(labels: Sequence[int] | np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Fold index (0..k-1) of every sample: per class, a seeded permutation dealt round-robin, the
+    dealing offset continuing across classes so fold sizes differ by at most one.
+
+    Raises:
+        DataError: fewer samples than folds, or k < 2.
+    """
+    y = np.asarray(labels)
+    if k < 2:
+        raise ConfigError(f"cross-validation needs at least 2 folds, got {k}")
+    if len(y) < k:
+        raise DataError(f"{len(y)} training labels cannot be split into {k} folds; use fewer folds or more labels")
+    rng = np.random.default_rng(seed)
+    fold = np.empty(len(y), dtype=np.int64)
+    offset = 0
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        idx = idx[rng.permutation(len(idx))]
+        fold[idx] = (offset + np.arange(len(idx))) % k
+        offset = (offset + len(idx)) % k
+    return fold
+
+
+def fold_split(split: Any, k: int, fold: int, seed: int) -> tuple[Any, Any]:
+    """(train, validation) `DatasetSplit`s of fold `fold` of `stratified_folds(split.labels, k, seed)`."""
+    if not 0 <= fold < k:
+        raise ConfigError(f"fold {fold} outside 0..{k - 1}")
+    f = stratified_folds(split.labels, k, seed)
+    return split.subset(np.flatnonzero(f != fold), "train"), split.subset(np.flatnonzero(f == fold), "val")
+
+
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class BetaScore:
+    """One beta's cross-validated score: mean ± se over folds at its best step."""
+
+    beta: float
+    mean: float
+    se: float
+    step: int | None
+    folds: list[float] = field(default_factory=list)
+
+
+@dataclass
+class Choice:
+    """What a selector chose and the evidence.
+
+    Attributes:
+        mode: ``"cv"`` or ``"holdout"``.
+        beta: the chosen weight.
+        step: the chosen number of training steps (None: the run's own best/last step).
+        mean, se: the chosen beta's validation score (se over folds; nan for holdout).
+        scores: every beta's score, sorted by beta (the beta curve).
+        at_edge: the choice is the smallest or largest of 3+ betas.
+    """
+
+    mode: str
+    beta: float
+    step: int | None
+    mean: float
+    se: float
+    scores: list[BetaScore]
+    at_edge: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return finite_or_null(asdict(self))
+
+    def summary(self) -> str:
+        se = "" if math.isnan(self.se) else f" ± {100 * self.se:.1f}"
+        step = "" if self.step is None else f", {self.step} steps"
+        return f"beta={self.beta:g}{step} ({self.mode} val {100 * self.mean:.1f}{se} %)"
+
+
+def _at_edge(beta: float, betas: Sequence[float]) -> bool:
+    grid = sorted(set(betas))
+    return len(grid) >= 3 and beta in (grid[0], grid[-1])
+
+
+def choose_holdout(records: Sequence[RunRecord]) -> Choice:
+    """The beta whose run has the best validation accuracy; ties -> the smaller beta."""
+    if not records:
+        raise ValueError("no selection records to choose beta from")
+    scores = sorted((BetaScore(r.beta, float(r.val_acc), float("nan"), None, [float(r.val_acc)]) for r in records),
+                    key=lambda s: s.beta)
+    best = max(scores, key=lambda s: (_finite(s.mean), -s.beta))
+    return Choice("holdout", best.beta, None, best.mean, float("nan"), scores, _at_edge(best.beta, [s.beta for s in scores]))
+
+
+def _finite(x: float) -> float:
+    return x if math.isfinite(x) else -math.inf
+
+
+def _fold_curve(r: RunRecord) -> dict[int, float]:
+    """step -> validation accuracy of one fold run (its final val_acc when it has no curve)."""
+    curve = {int(p["step"]): float(p["val_acc"]) for p in r.curve if p.get("val_acc") is not None}
+    if not curve:
+        step = r.extra.get("selected_step") or r.extra.get("steps") or 0
+        curve = {int(step): float(r.val_acc)}
+    return curve
+
+
+def beta_score(beta: float, folds: Sequence[RunRecord]) -> BetaScore:
+    """Mean over folds at every evaluation step all folds share; the best step (earliest on ties)."""
+    curves = [_fold_curve(r) for r in sorted(folds, key=lambda r: r.fold or 0)]
+    steps = sorted(set.intersection(*(set(c) for c in curves)))
+    if not steps:
+        raise DataError(f"cv runs of beta={beta:g} share no evaluation step; rerun them with the same eval_every")
+    best: tuple[float, int] | None = None
+    for s in steps:
+        m = math.fsum(c[s] for c in curves) / len(curves)
+        if best is None or _finite(m) > _finite(best[0]):
+            best = (m, s)
+    assert best is not None
+    mean, step = best
+    vals = [c[step] for c in curves]
+    se = float(np.std(vals, ddof=1) / math.sqrt(len(vals))) if len(vals) > 1 else float("nan")
+    return BetaScore(beta, mean, se, step, vals)
+
+
+def choose_cv(records: Sequence[RunRecord], folds: int | None = None) -> Choice:
+    """Cross-validated choice of (beta, step) from the ``cv`` records of one (setting, method).
+
+    Raises:
+        DataError: a beta lacks some of the `folds` fold runs.
+    """
+    if not records:
+        raise ValueError("no cv records to choose beta from")
+    by_beta: dict[float, list[RunRecord]] = defaultdict(list)
+    for r in records:
+        by_beta[r.beta].append(r)
+    if folds is not None:
+        for b, rs in by_beta.items():
+            if sorted(r.fold for r in rs) != list(range(folds)):  # type: ignore[type-var]
+                raise DataError(f"beta={b:g}: cv records for folds {sorted(r.fold for r in rs)}, expected 0..{folds - 1}")  # type: ignore[type-var]
+    scores = [beta_score(b, by_beta[b]) for b in sorted(by_beta)]
+    best = max(scores, key=lambda s: (_finite(s.mean), -s.beta))
+    return Choice("cv", best.beta, best.step, best.mean, best.se, scores, _at_edge(best.beta, sorted(by_beta)))
+
+
+#: selector name -> function of the selection records of one (setting, method)
+SELECTORS: dict[str, Callable[[Sequence[RunRecord]], Choice]] = {"holdout": choose_holdout, "cv": choose_cv}
+
+
+def choose(mode: str, records: Sequence[RunRecord]) -> Choice:
+    """Apply the selector `mode` (``"cv"`` or ``"holdout"``)."""
+    if mode not in SELECTORS:
+        raise ConfigError(f"unknown selection {mode!r}; choose one of {', '.join(SELECTORS)}")
+    return SELECTORS[mode](records)
+
+
+def edge_warning(label: str, choice: Choice) -> str | None:
+    """The warning line for a choice at the edge of its grid (None when inside)."""
+    if not choice.at_edge:
+        return None
+    grid = [s.beta for s in choice.scores]
+    side = "smallest" if choice.beta == min(grid) else "largest"
+    return (f"{label}: selected beta={choice.beta:g} is the {side} of the grid {grid}; the best value may lie "
+            "outside it: extend beta_grid")
+
+
+# ---------------------------------------------------------------------------------------------
+def parse_beta_grid(text: str) -> list[float]:
+    """``"0.1,1,10"`` -> ``[0.1, 1.0, 10.0]`` (finite, >= 0, at least one)."""
+    try:
+        grid = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ConfigError(f"--beta-grid {text!r} is not a comma-separated list of numbers, e.g. 0.1,1,10") from None
+    if not grid or any(not math.isfinite(b) or b < 0 for b in grid):
+        raise ConfigError(f"--beta-grid {text!r} must list finite numbers >= 0, e.g. 0.1,1,10")
+    return sorted(set(grid))
+
+
+def cross_validate_train(cfg: Any, betas: Sequence[float], folds: int = DEFAULT_FOLDS) -> tuple[Any, Choice, list[dict[str, Any]]]:
+    """`aft train --select cv`: choose beta and the step by k-fold CV on the config's training labels,
+    then train once on all of them with the choice (the run folder and test evaluation as usual).
+
+    Returns:
+        (the final `TrainResult`, the `Choice`, one dict per fold run).
+    """
+    import dataclasses
+
+    from aft.training import train
+    from aft.training.data import load_named_split, subsample
+    from aft.training.loop import preflight
+
+    cfg = dataclasses.replace(cfg).validate()
+    preflight(cfg)  # names, features, output folder: before any fold run
+    source = load_named_split(cfg.dataset, cfg.train_split)
+    labeled = subsample(source, cfg.train_limit, cfg.seed)
+    features = None
+    from aft.regularizers import REGULARIZERS
+
+    if REGULARIZERS.get(cfg.method).uses_teacher and cfg.feature_store and cfg.teachers:
+        from aft.errors import FeatureStoreError
+        from aft.features import open_features
+
+        try:
+            features = open_features(cfg.feature_store, cfg.teachers, labeled)
+        except FeatureStoreError:
+            if labeled is source:
+                raise
+            features = open_features(cfg.feature_store, cfg.teachers, source)
+    eval_every = cfg.eval_every or (max(1, cfg.steps // 6) if cfg.steps else 0)
+    runs: list[RunRecord] = []
+    fold_rows: list[dict[str, Any]] = []
+    for beta in sorted(set(betas)):
+        for f in range(folds):
+            tr, val = fold_split(labeled, folds, f, cfg.seed)
+            fcfg = dataclasses.replace(cfg, beta=float(beta), output=None, select="best", eval_every=eval_every,
+                                       train_limit=None, tensorboard=False, resume=False, overwrite=False)
+            res = train(fcfg, features=features, train_split=tr, val_split=val, test_split=None)
+            curve = [{"step": float(h["step"]), "val_acc": float(h["val_accuracy"])} for h in res.history
+                     if "val_accuracy" in h]
+            runs.append(RunRecord("train", str(cfg.dataset), str(cfg.student), list(cfg.teachers or []), cfg.method,
+                                  float(beta), len(labeled), cfg.seed, "cv", float(res.val_accuracy or 0.0),
+                                  curve=curve, fold=f))
+            fold_rows.append({"beta": float(beta), "fold": f, "val_accuracy": float(res.val_accuracy or 0.0),
+                              "best_step": res.selected_step, "val_size": len(val), "curve": curve})
+            log.info("cv beta=%g fold %d/%d: val %.4f (best step %s)", beta, f + 1, folds, res.val_accuracy or 0.0,
+                     res.selected_step)
+    choice = choose_cv(runs, folds)
+    log.info("cv selected %s", choice.summary())
+    warn = edge_warning(f"{cfg.method} {cfg.student}", choice)
+    if warn:
+        log.warning(warn)
+    final = dataclasses.replace(cfg, beta=choice.beta, steps=choice.step or cfg.steps,
+                                epochs=None if choice.step else cfg.epochs, val_fraction=0.0, select="last")
+    return train(final), choice, fold_rows

@@ -1,0 +1,118 @@
+"""The report's view of beta selection: what each selector chose and how well, from the records.
+
+* `choices`: per (setting, method), the choice recomputed from the records with the same selector
+  the grid used (`aft.experiments.selection`): cv from the fold records, holdout from the
+  select-phase records.
+* `selection_table`: the chosen beta and step with the fold mean ± SE, flagged when it lies at the
+  edge of the grid.
+* `regret_table`: from the analysis-only ``regret`` runs (every beta trained as the finals are and
+  evaluated on test), the test accuracy of CV's and holdout's choice minus the best beta's in
+  hindsight. Never used to choose.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+from aft.experiments.selection import Choice, choose_cv, choose_holdout, edge_warning
+from aft.report.aggregate import STL, RecordIndex, Setting, mean_se, method_sort_key
+from aft.report.tables import DASH, Table, _group_cells, fmt_acc, fmt_pts
+
+Key = tuple[Setting, str]
+
+
+def choices(index: RecordIndex, mode: str) -> dict[Key, Choice]:
+    """Per (setting, method) the choice of selector `mode` (``cv`` or ``holdout``) from the records."""
+    groups: dict[Key, list] = defaultdict(list)
+    for r in index.cv if mode == "cv" else index.select:
+        groups[(Setting.of(r), r.method)].append(r)
+    out: dict[Key, Choice] = {}
+    for key, recs in groups.items():
+        try:
+            out[key] = choose_cv(recs) if mode == "cv" else choose_holdout(recs)
+        except Exception as exc:  # an incomplete set of fold runs: reported, not fatal
+            index.notes.append(f"{key[1]} {key[0].group.label()}: no {mode} choice ({exc})")
+    return out
+
+
+def _label(key: Key) -> str:
+    s, method = key
+    return f"{method} {s.group.label()} [{s.teachers_label()}]"
+
+
+def edge_notes(index: RecordIndex) -> list[str]:
+    """One warning per choice at the edge of its grid (both selectors)."""
+    out = []
+    for mode in ("cv", "holdout"):
+        for key, c in sorted(choices(index, mode).items(), key=lambda kv: (kv[0][0], method_sort_key(kv[0][1]))):
+            warn = edge_warning(f"{mode} {_label(key)}", c) if key[1] != STL else None
+            if warn:
+                out.append("warning: " + warn)
+    return out
+
+
+def selection_table(index: RecordIndex) -> Table:
+    """The chosen beta (and step) per setting and method, with its validation score."""
+    t = Table(
+        "selection",
+        "Selected β and stopping step",
+        "The weight (and, under cross-validation, the number of steps) each method was run with, chosen on "
+        "training labels only: mean ± SE of the fold validation accuracy at the chosen step (cv), or the "
+        "validation accuracy of one carved split (holdout).",
+        ["Dataset", "Student", "Train size", "Method", "Teacher set", "Selection", "β", "Steps", "Val acc %",
+         "Grid", "Edge"],
+    )
+    n = 0
+    for mode in ("cv", "holdout"):
+        got = choices(index, mode)
+        for key in sorted(got, key=lambda k: (k[0].group, len(k[0].teachers), k[0].teachers, method_sort_key(k[1]))):
+            s, method = key
+            c = got[key]
+            n += sum(len(sc.folds) for sc in c.scores)
+            val = f"{100 * c.mean:.1f}" + ("" if math.isnan(c.se) else f" ± {100 * c.se:.1f}")
+            t.rows.append([*_group_cells(s.group), method, s.teachers_label(), mode,
+                           DASH if method == STL else f"{c.beta:g}", DASH if c.step is None else str(c.step), val,
+                           DASH if method == STL else ", ".join(f"{sc.beta:g}" for sc in c.scores),
+                           "⚠ at edge" if c.at_edge and method != STL else ""])
+    t.n_records = n
+    t.notes = ["⚠ at edge: the choice is the smallest or largest β of a grid of three or more; the best value "
+               "may lie outside the grid (extend beta_grid)."]
+    if not t.rows:
+        t.empty_note = "No selection records (phase select or cv)."
+    return t
+
+
+def regret_table(index: RecordIndex) -> Table:
+    """Selection regret of CV and holdout: test accuracy of the chosen β minus the best β's in hindsight."""
+    t = Table(
+        "regret",
+        "Selection regret: CV vs holdout",
+        "Analysis only (suite key regret_analysis: true): every β of the grid is trained as the finals are "
+        "and evaluated on test; regret = test accuracy of the selector's β − test accuracy of the best β in "
+        "hindsight (points, mean over seeds; 0 is perfect). Never used to choose.",
+        ["Suite", "Dataset", "Student", "Train size", "Method", "Teacher set", "Best β (test)", "Best test %",
+         "CV β", "CV regret", "Holdout β", "Holdout regret"],
+    )
+    per: dict[Key, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in index.regret:
+        if r.test_acc is not None and math.isfinite(r.test_acc):
+            per[(Setting.of(r), r.method)][r.beta].append(float(r.test_acc))
+    cv, ho = choices(index, "cv"), choices(index, "holdout")
+    for key in sorted(per, key=lambda k: (k[0].group, len(k[0].teachers), k[0].teachers, method_sort_key(k[1]))):
+        s, method = key
+        acc = {b: mean_se(v) for b, v in per[key].items()}
+        best = max(acc, key=lambda b: (acc[b].mean, -b))
+
+        cells = []
+        for c in (cv.get(key), ho.get(key)):
+            if c is None or c.beta not in acc:
+                cells += [DASH, DASH]
+            else:
+                cells += [f"{c.beta:g}", fmt_pts(acc[c.beta].mean - acc[best].mean)]
+        t.rows.append([s.group.suite, *_group_cells(s.group), method, s.teachers_label(), f"{best:g}",
+                       fmt_acc(acc[best]), *cells])
+    t.n_records = len(index.regret)
+    if not t.rows:
+        t.empty_note = "No regret-phase records: run a suite with `regret_analysis: true` to fill this table."
+    return t

@@ -1,0 +1,167 @@
+"""Cross-validated selection: stratified seeded folds, the (beta, step) choice by mean fold accuracy,
+the cv protocol of the grid (finals on all labels with the chosen steps), edge warnings, regret runs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from test_grid import FakeExecutor, _suite
+
+from aft.data.split import DatasetSplit
+from aft.errors import ConfigError, DataError
+from aft.experiments.grid import run_grid
+from aft.experiments.records import RunRecord, read_records
+from aft.experiments.selection import (
+    choose,
+    choose_cv,
+    edge_warning,
+    fold_split,
+    parse_beta_grid,
+    stratified_folds,
+)
+
+
+def test_folds_are_stratified_seeded_and_partition_the_samples():
+    y = np.repeat(np.arange(4), [13, 7, 10, 5])
+    f = stratified_folds(y, 5, seed=3)
+    assert f.shape == y.shape and set(f) == set(range(5))
+    sizes = np.bincount(f, minlength=5)
+    assert sizes.max() - sizes.min() <= 1
+    for c in range(4):  # each class spread as evenly as possible
+        per = np.bincount(f[y == c], minlength=5)
+        assert per.max() - per.min() <= 1
+    assert np.array_equal(f, stratified_folds(y, 5, seed=3))
+    assert not np.array_equal(f, stratified_folds(y, 5, seed=4))
+
+
+def test_fold_split_holds_out_exactly_fold_f():
+    y = np.repeat(np.arange(3), 10)
+    split = DatasetSplit(inputs=np.zeros((30, 2), dtype=np.float32), labels=y, ids=[f"s{i}" for i in range(30)],
+                         class_names=["a", "b", "c"], dataset="toy", split="train", modality="tabular")
+    held = []
+    for f in range(3):
+        tr, val = fold_split(split, 3, f, seed=0)
+        assert set(tr.ids).isdisjoint(val.ids) and len(tr) + len(val) == 30
+        per_class = np.bincount(val.labels, minlength=3)
+        assert per_class.max() - per_class.min() <= 1
+        held += list(val.ids)
+    assert sorted(held) == sorted(split.ids)
+
+
+def test_too_few_labels_for_the_folds_is_one_line():
+    with pytest.raises(DataError, match="cannot be split into 5 folds"):
+        stratified_folds([0, 1, 0], 5, 0)
+    with pytest.raises(ConfigError, match="at least 2 folds"):
+        stratified_folds([0, 1, 0], 1, 0)
+
+
+def _cv(beta, fold, curve):
+    return RunRecord("s", "d", "st", ["t"], "aft", beta, 50, 0, "cv", max(curve.values()),
+                     curve=[{"step": float(k), "val_acc": v} for k, v in curve.items()], fold=fold)
+
+
+def test_choose_cv_uses_the_mean_over_folds_at_each_step():
+    # beta 1: fold 0 peaks at step 10, fold 1 at step 20; mean is best at 20
+    recs = [
+        _cv(1.0, 0, {10: 0.80, 20: 0.78}), _cv(1.0, 1, {10: 0.60, 20: 0.70}),
+        _cv(10.0, 0, {10: 0.72, 20: 0.70}), _cv(10.0, 1, {10: 0.72, 20: 0.70}),
+    ]
+    c = choose_cv(recs, folds=2)
+    means = {b: {s: np.mean([r_c[s] for r_c in cs]) for s in (10, 20)} for b, cs in {
+        1.0: [{10: 0.80, 20: 0.78}, {10: 0.60, 20: 0.70}], 10.0: [{10: 0.72, 20: 0.70}] * 2}.items()}
+    best = max(((m, -b, s, b) for b, d in means.items() for s, m in d.items()))
+    assert (c.beta, c.step) == (best[3], best[2]) == (1.0, 20)
+    assert c.mean == pytest.approx(0.74)
+    assert c.se == pytest.approx(np.std([0.78, 0.70], ddof=1) / math.sqrt(2))
+    assert [s.beta for s in c.scores] == [1.0, 10.0] and c.scores[1].step == 10
+
+
+def test_choose_cv_ties_go_to_the_smaller_beta_and_missing_folds_are_refused():
+    recs = [_cv(b, f, {5: 0.5}) for b in (3.0, 0.3) for f in range(2)]
+    assert choose("cv", recs).beta == 0.3
+    with pytest.raises(DataError, match="expected 0..2"):
+        choose_cv(recs, folds=3)
+    with pytest.raises(ConfigError, match="unknown selection"):
+        choose("bogus", recs)
+
+
+def test_edge_warning_only_at_the_ends_of_a_grid_of_three():
+    inner = choose_cv([_cv(b, 0, {1: v}) for b, v in ((0.1, 0.5), (1.0, 0.7), (10.0, 0.6))])
+    top = choose_cv([_cv(b, 0, {1: v}) for b, v in ((0.1, 0.5), (1.0, 0.6), (10.0, 0.7))])
+    assert edge_warning("x", inner) is None
+    assert "largest of the grid" in (edge_warning("x", top) or "")
+    two = choose_cv([_cv(b, 0, {1: v}) for b, v in ((1.0, 0.5), (10.0, 0.7))])
+    assert edge_warning("x", two) is None
+
+
+def test_cv_grid_protocol(tmp_path):
+    suite = _suite(selection="cv", folds=3, teacher_sets=[["t1"]], ablation_methods=[], train_sizes=[100])
+    ex = FakeExecutor()
+    out = run_grid(suite, tmp_path / "r.jsonl", ex, progress=False)
+    recs = read_records(tmp_path / "r.jsonl")
+    assert not [r for r in recs if r.phase == "select"]
+    cv = [r for r in recs if r.phase == "cv"]
+    # every method incl. STL: every beta x every fold, with the selection seed, never on test
+    for method, grid in (("none", [0.0]), ("kd", [0.1, 1.0, 10.0]), ("aft", [0.1, 1.0, 10.0])):
+        got = sorted((r.beta, r.fold) for r in cv if r.method == method)
+        assert got == sorted((b, f) for b in grid for f in range(3))
+    assert all(r.test_acc is None and r.seed == suite.select_seed for r in cv)
+    finals = {(r.method, r.seed): r for r in recs if r.phase == "final" and r.method != "probe"}
+    assert {m for m, _ in finals} == {"none", "kd", "aft"} and {s for _, s in finals} == {0, 1, 2}
+    assert {finals[("aft", s)].beta for s in range(3)} == {1.0} and finals[("kd", 0)].beta == 10.0
+    assert all(r.steps == 100 for r in finals.values())  # the step with the best mean fold accuracy
+    sel = finals[("aft", 0)].extra["selection"]
+    assert sel["mode"] == "cv" and sel["beta"] == 1.0 and sel["step"] == 100
+    assert len(sel["scores"]) == 3 and all(len(s["folds"]) == 3 for s in sel["scores"])
+    assert sel["se"] > 0
+    # kd's choice is the largest beta of the grid: warned
+    assert any("kd" in w and "largest" in w for w in out.warnings)
+    # resume: nothing reruns
+    again = FakeExecutor()
+    assert run_grid(suite, tmp_path / "r.jsonl", again, progress=False).ran == 0 and again.calls == []
+
+
+def test_cv_and_holdout_records_have_distinct_keys(tmp_path):
+    p = tmp_path / "r.jsonl"
+    run_grid(_suite(selection="holdout"), p, FakeExecutor(), progress=False)
+    ex = FakeExecutor()
+    out = run_grid(_suite(selection="cv", folds=2), p, ex, progress=False)
+    assert out.skipped == 0 and out.ran == len(ex.calls)
+    cfgs = {r.phase: r.config for r in read_records(p) if r.phase in ("select", "cv")}
+    assert cfgs["select"] != cfgs["cv"]
+
+
+def test_regret_analysis_runs_every_beta_on_test_but_does_not_change_the_choice(tmp_path):
+    base = dict(selection="cv", folds=2, teacher_sets=[["t1"]], ablation_methods=[], train_sizes=[100],
+                seeds=[0, 1])
+    plain = run_grid(_suite(**base), tmp_path / "a.jsonl", FakeExecutor(), progress=False)
+    run_grid(_suite(**base, regret_analysis=True), tmp_path / "b.jsonl", FakeExecutor(), progress=False)
+    recs = read_records(tmp_path / "b.jsonl")
+    regret = [r for r in recs if r.phase == "regret"]
+    assert sorted((r.method, r.beta, r.seed) for r in regret) == sorted(
+        (m, b, s) for m in ("kd", "aft") for b in (0.1, 1.0, 10.0) for s in (0, 1))
+    assert all(r.test_acc is not None and r.steps == 100 for r in regret)
+    assert {r.method for r in recs if r.phase == "select"} == {"kd", "aft"}  # the holdout choice, for comparison
+    finals_a = {(r.method, r.beta) for r in read_records(tmp_path / "a.jsonl") if r.phase == "final"}
+    finals_b = {(r.method, r.beta) for r in recs if r.phase == "final"}
+    assert finals_a == finals_b and plain.ran > 0
+
+
+def test_suite_selection_keys_are_validated():
+    with pytest.raises(ConfigError, match="selection must be cv or holdout"):
+        _suite(selection="loo")
+    with pytest.raises(ConfigError, match="folds must be an integer"):
+        _suite(selection="cv", folds=1)
+    with pytest.raises(ConfigError, match="need at least 500 labels"):
+        _suite(selection="cv", folds=500)
+    q = _suite(selection="cv", folds=5).quick()
+    assert q.folds == 3 and q.selection == "cv"
+
+
+def test_parse_beta_grid():
+    assert parse_beta_grid("10,0.1, 1") == [0.1, 1.0, 10.0]
+    for bad in ("", "a,b", "1,nan", "-1"):
+        with pytest.raises(ConfigError, match="--beta-grid"):
+            parse_beta_grid(bad)
