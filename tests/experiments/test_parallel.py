@@ -87,6 +87,9 @@ def test_parallel_compare_equals_serial_on_a_tiny_real_suite(tmp_path):
     assert set(a) == set(b) and len(a) == 2 * 1 + 1 + 2 * 2 + 1
     chosen = lambda recs: {(r.method, r.beta, r.steps) for r in recs.values() if r.phase == "final"}  # noqa: E731
     assert chosen(a) == chosen(b)
+    # every trained run carries the collapse verdict (24 steps at 60 labels: at chance, and flagged so)
+    assert all(isinstance(r.extra.get("collapsed"), bool) for r in a.values())
+    assert all(("collapse_reason" in r.extra) == r.extra["collapsed"] for r in a.values())
     for k, r in a.items():  # other thread counts may change float rounding, not the outcome
         assert abs(r.val_acc - b[k].val_acc) <= 0.05 or (np.isnan(r.val_acc) and np.isnan(b[k].val_acc))
         if r.test_acc is not None:

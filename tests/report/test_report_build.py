@@ -77,3 +77,21 @@ def test_partial_data_is_skipped_with_notes(tmp_path: Path) -> None:
 def test_no_records_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no run records"):
         build_report([], tmp_path)
+
+
+def test_collapsed_runs_are_flagged_before_any_table(tmp_path: Path) -> None:
+    import dataclasses
+
+    records = make_records()
+    target = next(r for r in records if r.method == "aft" and r.phase == "final" and r.seed == 1)
+    idx = records.index(target)
+    records[idx] = dataclasses.replace(target, extra={**target.extra, "collapsed": True,
+                                                      "collapse_reason": "the task loss never left chance (2.30)"})
+    paths = build_report(records, tmp_path / "out", command=CMD, record_files=["results/vis.jsonl"])
+    flagged = [n for n in paths.notes if n.startswith("warning: collapsed (final)")]
+    assert len(flagged) == 1 and f"beta={target.beta:g}" in flagged[0] and "seeds [1]" in flagged[0]
+    html = paths.index_html.read_text(encoding="utf-8")
+    box = html.index('class="collapsed"')
+    assert box < html.index("<table") and "never left chance (2.30)" in html[box:]
+    clean = build_report(make_records(), tmp_path / "clean", command=CMD, record_files=["results/vis.jsonl"])
+    assert 'class="collapsed"' not in clean.index_html.read_text(encoding="utf-8")

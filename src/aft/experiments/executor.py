@@ -183,6 +183,10 @@ class TrainingExecutor:
             if "val_accuracy" in h
         ]
         extra: dict[str, Any] = {"steps": result.steps, "selected_step": result.selected_step}
+        if result.collapse is not None:  # a run that never left chance is flagged, never silently averaged
+            extra["collapsed"] = bool(result.collapse.collapsed)
+            if result.collapse.collapsed:
+                extra["collapse_reason"] = result.collapse.reason
         if val_split is not None:
             extra.update(folds=self.suite.folds, fold_seed=job.seed, val_size=len(val_split),
                          fold_ids_sha256=ids_digest(val_split.ids))

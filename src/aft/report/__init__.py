@@ -25,7 +25,7 @@ from aft.report.html import render_html
 from aft.report.plots import all_plots
 from aft.report.results_page import render_results_md
 from aft.report.sections import ReportContent
-from aft.report.selection import edge_notes, regret_table, selection_table
+from aft.report.selection import collapse_notes, edge_notes, regret_table, selection_table
 from aft.report.tables import (
     Table,
     accuracy_table,
@@ -170,7 +170,7 @@ def build_report(
     edges = edge_notes(index)
     for warning in edges:
         log.warning("report: %s", warning)
-    notes = edges + list(index.notes)
+    notes = collapse_notes(index) + edges + list(index.notes)
     notes += [f"{t.title}: {t.empty_note}" for t in tables if not t.rows]
     notes = list(dict.fromkeys(notes))
     plots = all_plots(index, h, notes)

@@ -46,6 +46,11 @@ def render_html(content: ReportContent) -> str:
         f"total wall time of all runs: {escape(fmt_wall(content.wall_s))}.</p>\n",
         nav,
     ]
+    collapsed = [n for n in content.notes if n.startswith("warning: collapsed")]
+    if collapsed:  # runs that never left chance are a defect: shown before any number
+        parts.append('<div class="collapsed" style="border:2px solid #c00;padding:0.5em;margin:1em 0">'
+                     f"<strong>{len(collapsed)} group(s) of runs never left chance</strong> (see docs/regularizers.md)"
+                     "<ul>" + "".join(f"<li>{escape(n)}</li>" for n in collapsed) + "</ul></div>\n")
     for t in content.tables:
         parts += [f'<h2 id="{t.key}">{escape(t.title)}</h2>\n', f"<p>{escape(t.description)}</p>\n", commands,
                   f'<p class="note">{escape(content.totals_line(t))}</p>\n', table_html(t)]

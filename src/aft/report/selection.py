@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
+from aft.experiments.records import RunRecord
 from aft.experiments.selection import Choice, choose_cv, choose_holdout, edge_warning
 from aft.report.aggregate import STL, RecordIndex, Setting, mean_se, method_sort_key
 from aft.report.tables import DASH, Table, _group_cells, fmt_acc, fmt_pts
@@ -49,6 +50,27 @@ def edge_notes(index: RecordIndex) -> list[str]:
             warn = edge_warning(f"{mode} {_label(key)}", c) if key[1] != STL else None
             if warn:
                 out.append("warning: " + warn)
+    return out
+
+
+def collapse_notes(index: RecordIndex) -> list[str]:
+    """One warning per (setting, method, beta, phase) with runs that never left chance (`extra.collapsed`).
+
+    Final runs are what the test tables average: a collapsed one is a defect to explain, so it is
+    listed first; collapsed fold/select runs only lowered that beta's validation score.
+    """
+    groups: dict[tuple[str, str, str, str, float], list[RunRecord]] = {}
+    for r in [*index.final, *index.cv, *index.select]:
+        if r.extra.get("collapsed"):
+            teachers = "+".join(r.teachers) or "-"
+            key = (r.phase, f"{r.suite}/{r.student}/n={r.train_size}", r.method, teachers, float(r.beta))
+            groups.setdefault(key, []).append(r)
+    out = []
+    for (phase, where, method, teachers, beta), recs in sorted(groups.items(), key=lambda kv: (kv[0][0] != "final", kv[0])):
+        seeds = sorted({r.seed if r.fold is None else r.fold for r in recs})
+        what = "seeds" if phase != "cv" else "folds"
+        out.append(f"warning: collapsed ({phase}): {where} {method} [{teachers}] beta={beta:g}, {len(recs)} run(s), "
+                   f"{what} {seeds}: {recs[0].extra.get('collapse_reason', 'never left chance')}")
     return out
 
 
