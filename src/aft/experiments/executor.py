@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from aft.data import DatasetSplit, load_split, stratified_subsample
+from aft.errors import OutputExistsError
 from aft.experiments.grid import PROBE, RunJob
 from aft.experiments.records import RunRecord
 from aft.experiments.selection import fold_split
@@ -98,15 +99,23 @@ class TrainingExecutor:
             from aft.teachers import build_teacher
 
             t = build_teacher(teacher, device=self.device, **opts)
-            extract([t], d.pool, self.store_root, progress=self.progress)
+            self._extract_cached(t, d.pool)
             if self.suite.probe:
-                extract([t], d.test, self.store_root, progress=self.progress)
+                self._extract_cached(t, d.test)
             if self.max_views() > 1:
                 t0 = time.perf_counter()
-                extract([t], d.pool, self.store_root, progress=self.progress, views=self.max_views(),
-                        augmentation=self.suite.augmentation)
+                self._extract_cached(t, d.pool, views=self.max_views(), augmentation=self.suite.augmentation)
                 self.view_extraction[teacher] = {"views": float(self.max_views()), "seconds": time.perf_counter() - t0}
             self._teacher_cost.setdefault(teacher, _teacher_cost(t, d.pool))
+
+    def _extract_cached(self, teacher: Any, split: DatasetSplit, **kw: Any) -> None:
+        """`extract`, treating the suite's stores as a cache: a store of an older teacher version or other
+        preprocessing (e.g. after an aft upgrade changed the teacher's version string) is re-extracted."""
+        try:
+            extract([teacher], split, self.store_root, progress=self.progress, **kw)
+        except OutputExistsError as exc:
+            log.warning("%s; re-extracting it for this comparison", str(exc).split(";")[0])
+            extract([teacher], split, self.store_root, progress=self.progress, overwrite=True, **kw)
 
     def max_views(self) -> int:
         """The largest number of views any run of the suite uses (1: no augmented views)."""
