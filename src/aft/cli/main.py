@@ -64,6 +64,11 @@ def environment_error(exc: BaseException) -> AftError | None:
     else, which is a bug and keeps its traceback."""
     if isinstance(exc, AftError):
         return None
+    from aft.cli.extras import missing_extra
+
+    hint = missing_extra(exc)  # an optional package is not installed: name the extra
+    if hint is not None:
+        return hint
     if isinstance(exc, OSError) and exc.errno is not None:
         where = f" ({_short_path(exc.filename)})" if exc.filename else ""
         if is_disk_full(exc):
@@ -120,7 +125,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("aft: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `aft ... | head`: the reader left; not an error of ours
+        _silence_stdout()
+        return EXIT_OK
+    try:
+        sys.stdout.flush()  # a pipe closed after the last print fails here, not at exit
+    except BrokenPipeError:
+        _silence_stdout()
     return int(result or EXIT_OK)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not print a traceback."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real file descriptor (captured output)
+        pass
 
 
 if __name__ == "__main__":
