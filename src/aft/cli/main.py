@@ -22,6 +22,8 @@ from aft.paths import is_disk_full
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+#: commands that run torch on the CPU: they get aft's default thread count (aft.runtime)
+THREADED_COMMANDS = frozenset({"train", "extract", "compare", "demo", "predict", "export"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,6 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         try:
+            if args.command in THREADED_COMMANDS:
+                from aft.runtime import configure_threads
+
+                configure_threads(getattr(args, "cfg_threads", None) or getattr(args, "threads", None))
             result = args.func(args)
         except Exception as exc:
             mapped = environment_error(exc)
