@@ -88,6 +88,10 @@ def handler(args: argparse.Namespace) -> int:
     from aft.errors import ConfigError
 
     cfg = resolve(args)  # config errors surface before any process is launched
+    if cfg.threads is not None and args.cfg_threads is None:  # `threads:` in the config file / --set
+        from aft.runtime import configure_threads
+
+        configure_threads(cfg.threads)
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0
