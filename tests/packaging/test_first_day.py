@@ -36,8 +36,9 @@ def test_every_mapped_module_names_an_extra_of_pyproject():
         msg = str(missing_extra(ModuleNotFoundError(f"No module named '{module}.sub'", name=f"{module}.sub")))
         assert f"pip install 'aft[{extra}]'" in msg and "\n" not in msg
     assert "tensorboard" in extras["all"][0]  # on by default when present: `all` installs it
-    # an ImportError of aft itself (a bug) keeps its traceback
+    # an ImportError of aft itself (a bug), or of an installed but broken package, keeps its traceback
     assert missing_extra(ModuleNotFoundError("No module named 'aft.nope'", name="aft.nope")) is None
+    assert missing_extra(ImportError("cannot import name 'Image' from 'PIL'", name="PIL")) is None
 
 
 def test_teacher_without_vision_extra_is_one_line(tmp_path):

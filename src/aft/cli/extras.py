@@ -36,9 +36,9 @@ class MissingDependencyError(ConfigError):
 
 
 def missing_extra(exc: BaseException) -> MissingDependencyError | None:
-    """The one-line install hint for an ImportError of an optional package; None for anything else
+    """The one-line install hint when an optional package is not installed; None for anything else
     (an ImportError inside aft itself, or of a core dependency, is a bug and keeps its traceback)."""
-    if not isinstance(exc, ImportError):
+    if not isinstance(exc, ModuleNotFoundError):  # "cannot import name" = installed but broken: a traceback
         return None
     name = (getattr(exc, "name", None) or "").split(".")[0]
     if name in OPTIONAL_MODULES:
