@@ -3,7 +3,10 @@
 The exported graph takes the student's *preprocessed* input (what ``student.preprocess(raw)``
 returns: float images ``(N, C, H, W)`` or token ids) and returns two outputs, ``logits`` and
 ``features`` (phi), with a dynamic batch axis. The student's ``student.json`` is stored in the
-model's metadata (key ``aft.student``) so that class names travel with the file. After writing,
+model's metadata (key ``aft.student``) so that class names travel with the file, and so is what
+``student.preprocess`` does to a raw input (key ``aft.preprocessing``: input size, channels, resize,
+scaling and normalization; see `preprocessing_spec`), with the class names (``aft.class_names``), so
+the file alone is enough to classify an image (docs/integrations.md). After writing,
 the file is checked with ``onnx.checker`` and, when onnxruntime is installed, its outputs are
 compared with PyTorch's on a batch of another size (which also proves the batch axis is dynamic).
 
@@ -38,8 +41,49 @@ DEFAULT_OPSET = 17
 INPUT_NAME = "input"
 OUTPUT_NAMES = ("logits", "features")
 METADATA_KEY = "aft.student"
+PREPROCESSING_KEY = "aft.preprocessing"
+CLASS_NAMES_KEY = "aft.class_names"
 
-__all__ = ["DEFAULT_OPSET", "ExportError", "export_onnx", "load_metadata"]
+__all__ = ["DEFAULT_OPSET", "ExportError", "export_onnx", "load_metadata", "load_preprocessing",
+           "preprocessing_spec"]
+
+
+def _image_spec(student: nn.Module, mean: float, std: float) -> dict[str, Any]:
+    size = int(student.image_size)  # type: ignore[arg-type]
+    return {
+        "input": "image", "layout": "NCHW", "dtype": "float32", "size": [size, size],
+        "channels": int(getattr(student, "in_chans", 1)),
+        "steps": [
+            "decode to RGB uint8 (H, W, 3)",
+            "divide by 255",
+            "channels 1: mean over the RGB channels; channels 3: RGB as is",
+            "resize to size with bilinear interpolation, align_corners=False, no antialias "
+            "(torch.nn.functional.interpolate); skipped when the image already has that size",
+            "subtract mean, divide by std",
+        ],
+        "scale": 1.0 / 255.0, "resize": "bilinear", "align_corners": False, "antialias": False,
+        "mean": mean, "std": std,
+    }
+
+
+#: student name -> what its ``preprocess`` does, as data (the students whose preprocessing is
+#: plain array arithmetic; others get ``{"input": "student.preprocess"}``)
+PREPROCESSING: dict[str, Any] = {
+    "cnn-small": lambda st: _image_spec(st, 0.5, 0.5),
+    "timm": lambda st: _image_spec(st, 0.0, 1.0),  # timm's own normalization is inside the graph
+}
+
+
+def preprocessing_spec(student: nn.Module) -> dict[str, Any]:
+    """What the exported graph expects, as JSON-able data: for image students, the steps from a
+    decoded image to the ``input`` tensor (size, channels, resize, scale, mean, std)."""
+    build = PREPROCESSING.get(getattr(student, "name", ""))
+    if build is not None:
+        return build(student)
+    if getattr(student, "modality", "") == "text":
+        return {"input": "token ids", "dtype": "int64",
+                "steps": ["tokenize with the student's own tokenizer (student.preprocess in aft)"]}
+    return {"input": "student.preprocess", "steps": ["the output of the student's preprocess (aft)"]}
 
 
 class ExportError(AftError, RuntimeError):
@@ -152,7 +196,7 @@ def export_onnx(
     try:
         import onnx
     except ImportError:
-        raise ConfigError("ONNX export needs the onnx package; pip install onnx onnxruntime") from None
+        raise ConfigError("ONNX export needs the onnx package; pip install 'aft[export]'") from None
     out = Path(path)
     if out.exists() and not overwrite:
         raise OutputExistsError(f"{str(out)!r} exists; pass overwrite=True (CLI: --overwrite) or another path")
@@ -188,8 +232,11 @@ def export_onnx(
                 log.warning("ONNX export: %s", str(w.message).splitlines()[0])
         proto = onnx.load(str(tmp))
         config = student.config() if hasattr(student, "config") else {"name": type(student).__name__}
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = METADATA_KEY, json.dumps(config)
+        names = list(getattr(student, "class_names", None) or [])
+        for key, value in ((METADATA_KEY, config), (PREPROCESSING_KEY, preprocessing_spec(student)),
+                           (CLASS_NAMES_KEY, names)):
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, json.dumps(value)
         onnx.save(proto, str(tmp))
         if verify:
             _verify(tmp, wrapper, _second_batch(example), rtol, atol)
@@ -229,12 +276,21 @@ def _verify(path: Path, wrapper: nn.Module, x: torch.Tensor, rtol: float, atol: 
                               "the student's forward is not traceable (data-dependent control flow?)")
 
 
-def load_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The ``student.json`` stored in an exported file (name, classes, class names...)."""
+def _metadata(path: str | os.PathLike[str], key: str) -> Any:
     import onnx
 
     proto = onnx.load(str(path), load_external_data=False)
     for entry in proto.metadata_props:
-        if entry.key == METADATA_KEY:
+        if entry.key == key:
             return json.loads(entry.value)
-    return {}
+    return None
+
+
+def load_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``student.json`` stored in an exported file (name, classes, class names...)."""
+    return _metadata(path, METADATA_KEY) or {}
+
+
+def load_preprocessing(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The preprocessing stored in an exported file (`preprocessing_spec`); {} for older files."""
+    return _metadata(path, PREPROCESSING_KEY) or {}

@@ -38,10 +38,12 @@ def output_name(spec: str) -> str:
 
 
 def run(spec: str) -> dict[str, torch.Tensor]:
-    method, _, ddp_kernel = spec.partition(":")
+    method, _, rest = spec.partition(":")
+    ddp_kernel, _, accum = rest.partition(":")  # METHOD[:DDP_KERNEL[:GRAD_ACCUM_STEPS]]
     tr, te = digits_splits()
     torch.manual_seed(0)
-    res = train(TrainConfig(method=method, ddp_kernel=ddp_kernel or "local", **DDP_CONFIG),
+    res = train(TrainConfig(method=method, ddp_kernel=ddp_kernel or "local", grad_accum_steps=int(accum or 1),
+                            **DDP_CONFIG),
                 features=digits_features(tr), train_split=tr, test_split=te, student_module=TinyNet())
     state = {f"student.{k}": v.detach().clone() for k, v in res.student.state_dict().items()}
     state.update({f"reg.{k}": v.detach().clone() for k, v in res.regularizer.state_dict().items()})

@@ -11,12 +11,12 @@ from aft.features import InMemoryFeatures
 
 
 def digits_splits(n_train: int = 240, n_test: int = 60) -> tuple[DatasetSplit, DatasetSplit]:
-    from sklearn.datasets import load_digits
+    from aft.data.digits import _bundled  # the digits ship with aft (scikit-learn's copy)
 
-    d = load_digits()
-    imgs = (d.images / 16 * 255).astype(np.uint8)
+    pixels, target = _bundled()
+    imgs = (pixels / 16 * 255).astype(np.uint8)
     ids = [f"d{i}" for i in range(len(imgs))]
-    full = DatasetSplit("digits", "train", ids, imgs, d.target.astype(np.int64), [str(i) for i in range(10)], "image")
+    full = DatasetSplit("digits", "train", ids, imgs, target.astype(np.int64), [str(i) for i in range(10)], "image")
     return full.subset(np.arange(n_train)), full.subset(np.arange(n_train, n_train + n_test), "test")
 
 

@@ -39,15 +39,18 @@ def launch(methods: str, out: Path, world: int = 2) -> None:
 def test_two_process_ddp_equals_single_process(tmp_path):
     # aft under both data-parallel forms (local rows x global columns, and the full global batch on
     # every rank), and rkd (no partial_sum: always the full form)
-    specs = ["aft", "aft:full", "rkd"]
+    # and aft with 2 accumulated micro-batches per step (DDP's no_sync on the first)
+    specs = ["aft", "aft:full", "rkd", "aft:local:2"]
     launch(",".join(specs), tmp_path)  # one launch for all cases: process start-up dominates
     singles: dict[str, dict[str, torch.Tensor]] = {}
     for spec in specs:
         method = spec.split(":")[0]
+        accum = spec.split(":")[2] if spec.count(":") == 2 else "1"
         ddp = load_file(str(tmp_path / f"{output_name(spec)}.safetensors"))
-        if method not in singles:  # one process never gathers: ddp_kernel does not apply
-            singles[method] = run(method)
-        single = singles[method]
+        key = f"{method}::{accum}"
+        if key not in singles:  # one process never gathers: ddp_kernel does not apply
+            singles[key] = run(key)
+        single = singles[key]
         assert set(ddp) == set(single)
         for k in single:
             torch.testing.assert_close(ddp[k], single[k], rtol=1e-5, atol=1e-6, msg=f"{spec} {k}")

@@ -22,6 +22,8 @@ from aft.paths import is_disk_full
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+#: commands that run torch on the CPU: they get aft's default thread count (aft.runtime)
+THREADED_COMMANDS = frozenset({"train", "extract", "compare", "demo", "predict", "export"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,6 +66,11 @@ def environment_error(exc: BaseException) -> AftError | None:
     else, which is a bug and keeps its traceback."""
     if isinstance(exc, AftError):
         return None
+    from aft.cli.extras import missing_extra
+
+    hint = missing_extra(exc)  # an optional package is not installed: name the extra
+    if hint is not None:
+        return hint
     if isinstance(exc, OSError) and exc.errno is not None:
         where = f" ({_short_path(exc.filename)})" if exc.filename else ""
         if is_disk_full(exc):
@@ -106,6 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         try:
+            if args.command in THREADED_COMMANDS:
+                from aft.runtime import configure_threads
+
+                configure_threads(getattr(args, "cfg_threads", None) or getattr(args, "threads", None))
             result = args.func(args)
         except Exception as exc:
             mapped = environment_error(exc)
@@ -120,7 +131,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("aft: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `aft ... | head`: the reader left; not an error of ours
+        _silence_stdout()
+        return EXIT_OK
+    try:
+        sys.stdout.flush()  # a pipe closed after the last print fails here, not at exit
+    except BrokenPipeError:
+        _silence_stdout()
     return int(result or EXIT_OK)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not print a traceback."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real file descriptor (captured output)
+        pass
 
 
 if __name__ == "__main__":

@@ -165,10 +165,15 @@ def read_records(path: str | Path) -> list[RunRecord]:
                             "before the next record is appended", p, lineno, len(line))
                 continue
             raise DataError(f"{p}:{lineno}: not a valid run record ({exc}); remove or fix that line") from None
-        if record.key in seen:
+        try:
+            key = record.key
+        except (TypeError, ValueError, AttributeError):
+            out.append(record)  # ill-typed fields: kept, so the caller's field check names the field
+            continue
+        if key in seen:
             duplicates += 1
             continue
-        seen.add(record.key)
+        seen.add(key)
         out.append(record)
     if duplicates:
         log.warning("%s: %d duplicate run record(s) (same run key) ignored; the first of each is kept", p, duplicates)

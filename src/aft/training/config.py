@@ -92,6 +92,16 @@ class TrainConfig:
     # beta schedule (aft.training.beta_schedule): "auto" holds beta at 0 until the student has left
     # chance, then ramps it up; N = linear warm-up over N steps; 0 = constant beta (the paper's)
     beta_warmup: Union[Literal["auto"], int] = "auto"
+    # gradient accumulation: each optimizer step sums grad_accum_steps micro-batches of
+    # batch_size / grad_accum_steps samples; kernel methods compute their kernel per micro-batch
+    # (docs/training.md, "Gradient accumulation")
+    grad_accum_steps: int = 1
+    # CPU threads for torch while training (None: leave the process setting alone; the CLI picks a default)
+    threads: int | None = None
+    # stop when validation accuracy has not improved for this many evaluations (0 = never; needs eval_every)
+    early_stopping_patience: int = 0
+    # experiment trackers besides metrics.jsonl: tensorboard, wandb, mlflow (each needs its package)
+    report_to: list[str] = field(default_factory=list)
 
     @property
     def total_batch_size(self) -> int:
@@ -129,6 +139,23 @@ class TrainConfig:
                 raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
         if not isinstance(self.beta_warmup, str) and self.beta_warmup < 0:
             raise ConfigError(f"beta_warmup must be 'auto' or a number of steps >= 0, got {self.beta_warmup}")
+        if self.grad_accum_steps < 1:
+            raise ConfigError(f"grad_accum_steps must be >= 1, got {self.grad_accum_steps}")
+        if self.batch_size % self.grad_accum_steps:
+            raise ConfigError(f"batch_size {self.batch_size} must be divisible by grad_accum_steps "
+                              f"{self.grad_accum_steps} (each micro-batch has batch_size / grad_accum_steps samples)")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be >= 1 (or null for the default), got {self.threads}")
+        if self.early_stopping_patience < 0:
+            raise ConfigError(f"early_stopping_patience must be >= 0, got {self.early_stopping_patience}")
+        if self.early_stopping_patience and (not self.eval_every or self.val_fraction <= 0):
+            raise ConfigError("early_stopping_patience needs validation during training: set eval_every > 0 "
+                              "and val_fraction > 0")
+        if self.report_to:
+            from aft.training.tracking import TRACKERS
+
+            for name in self.report_to:
+                TRACKERS.get(name)  # unknown name -> lists the registered trackers
         if self.log_every < 1:
             raise ConfigError(f"log_every must be >= 1, got {self.log_every}")
         if self.views < 1:

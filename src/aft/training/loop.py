@@ -45,6 +45,7 @@ from aft.training.data import carve_validation, check_features_cover, load_named
 from aft.training.determinism import deterministic_algorithms
 from aft.training.runlock import LOCK_NAME, run_lock
 from aft.training.schedule import lr_factor
+from aft.training.tracking import check_trackers, close_all, log_all, open_trackers
 
 logger = logging.getLogger(__name__)
 
@@ -378,7 +379,9 @@ def train(
         ...                            steps=200, output="runs/digits-aft"))  # doctest: +SKIP
     """
     cfg = dataclasses.replace(config).validate()
-    with deterministic_algorithms(cfg.deterministic), contextlib.ExitStack() as stack:
+    from aft.runtime import thread_limit
+
+    with deterministic_algorithms(cfg.deterministic), thread_limit(cfg.threads), contextlib.ExitStack() as stack:
         return _train(cfg, features=features, train_split=train_split, test_split=test_split,
                       student_module=student_module, on_step=on_step, exit_stack=stack, val_split=val_split)
 
@@ -400,6 +403,7 @@ def _train(
     _check_method_options(reg_cls, cfg)
     if cfg.select == "best" and cfg.val_fraction <= 0 and val_split is None:
         raise ConfigError("select: best needs a validation split; set val_fraction > 0")
+    check_trackers(cfg.report_to)  # a requested tracker without its package: one line, before any work
     device_name = cfg.device
     if device_name == "auto":
         device_name = resolve_device("auto").type
@@ -531,13 +535,17 @@ def _train(
 
     # --- batching ----------------------------------------------------------------------------
     n = len(tr)
+    accum = cfg.grad_accum_steps  # micro-batches per optimizer step (each a global micro-batch over ranks)
     global_bs = min(cfg.batch_size, n)
-    global_bs -= global_bs % info.world_size
+    global_bs -= global_bs % (info.world_size * accum)
     if global_bs < 1:
-        raise DataError(f"{n} training samples cannot be split over {info.world_size} processes")
-    if cfg.batch_size % info.world_size:
-        raise ConfigError(f"batch_size {cfg.batch_size} must be divisible by the {info.world_size} processes")
-    local_bs = global_bs // info.world_size
+        raise DataError(f"{n} training samples cannot be split over {info.world_size} processes x {accum} "
+                        "micro-batches")
+    if cfg.batch_size % (info.world_size * accum):
+        raise ConfigError(f"batch_size {cfg.batch_size} must be divisible by the {info.world_size} processes "
+                          f"x grad_accum_steps {accum}")
+    micro_bs = global_bs // accum
+    local_bs = micro_bs // info.world_size
     if info.enabled and info.is_main and global_bs < min(cfg.batch_size, n):
         logger.warning("global batch %d (all %d training samples) rounded down to %d to split over %d processes: "
                        "a run with another process count trains on other batches; use a batch_size <= %d",
@@ -557,7 +565,7 @@ def _train(
                                autocast, info) if val is not None and x_val is not None else None
 
     # --- state / resume ----------------------------------------------------------------------
-    start_step = 0
+    start_step, resumed_evals_since_best = 0, 0
     best_acc, best_step = -1.0, -1
     best_state: dict[str, Any] | None = None
     ckpt_dir = run_dir / "checkpoints" if run_dir is not None else None
@@ -574,6 +582,7 @@ def _train(
         best_acc, best_step = float(state["best_acc"]), int(state["best_step"])
         best_state = state.get("best")
         beta_schedule.load_state_dict(state.get("beta_schedule"))
+        resumed_evals_since_best = int(state.get("evals_since_best", 0))
         logger.info("resumed from step %d", start_step)
     metrics_path = run_dir / "metrics.jsonl" if (run_dir is not None and info.is_main) else None
     if run_dir is not None and info.is_main:
@@ -581,7 +590,9 @@ def _train(
         cfg.save(run_dir / "config.yaml")
         if metrics_path is not None and metrics_path.exists():
             _truncate_metrics(metrics_path, start_step if resuming else 0)
-    writer = _tensorboard(run_dir, cfg) if info.is_main else None
+    trackers = open_trackers(run_dir, cfg.to_dict(), cfg.report_to, cfg.tensorboard) if info.is_main else []
+    # early stopping: evaluations without a better validation accuracy (kept in checkpoints)
+    evals_since_best = resumed_evals_since_best if resuming and ckpt_dir is not None else 0
 
     # --- loop --------------------------------------------------------------------------------
     from tqdm.auto import tqdm
@@ -594,16 +605,11 @@ def _train(
     val_acc: float | None = None
     # the last logged record survives a resume (a run killed after its final checkpoint trains no step)
     last: dict[str, float] = dict(state.get("last") or {}) if resuming and ckpt_dir is not None else {}
-    for step in range(start_step, total_steps):
-        epoch, pos = divmod(step, steps_per_epoch)
-        if epoch != perm_epoch:
-            perm, perm_epoch = epoch_permutation(n, cfg.seed, epoch), epoch
-        gidx = perm[pos * global_bs : (pos + 1) * global_bs]
-        lidx = gidx[info.rank * local_bs : (info.rank + 1) * local_bs]
-        # views: a pure function of (seed, step, position in the global batch) -> resume-safe
-        views_g = draw_views(cfg.seed, step, len(gidx), cfg.views) if policy is not None else None
+    def micro_step(gidx: torch.Tensor, lidx: torch.Tensor, views_g: np.ndarray | None, log_now: bool,
+                   beta_t: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, float]]:
+        """Forward and backward of one (global) micro-batch; returns detached (task, R, loss, metrics)."""
         if policy is not None:
-            views_l = views_g[info.rank * local_bs : (info.rank + 1) * local_bs]
+            views_l = views_g[info.rank * local_bs : (info.rank + 1) * local_bs]  # type: ignore[index]
             xb = _augmented_inputs(student, tr, policy, lidx.numpy(), views_l).to(device, non_blocking=True)
         else:
             xb = x_tr[lidx].to(device, non_blocking=True)
@@ -611,14 +617,13 @@ def _train(
         with autocast():
             logits, phi = model(xb)
         task = F.cross_entropy(logits.float(), yb)
-        # the regularizer sees the GLOBAL batch in float32: phi gathered with gradient; psi and
+        # the regularizer sees the GLOBAL (micro-)batch in float32: phi gathered with gradient; psi and
         # labels of the global batch are read locally (no communication)
         phi_g = D.gather_with_grad(phi.float(), info)
         psi_g = (torch.from_numpy(np.asarray(features.get([ids_tr[i] for i in gidx.tolist()], views_g),
                                              dtype=np.float32))
                  .to(device) if reg_cls.uses_teacher else None)
         y_g = labels[gidx].to(device) if info.enabled else yb
-        log_now = (step + 1) % cfg.log_every == 0 or step + 1 == total_steps
         with torch.autocast(device.type, enabled=False) if use_amp else nullcontext():
             if local_rows:
                 # reg_term: this rank's surrogate (gradient only); reg_loss: the global R (logged)
@@ -631,14 +636,37 @@ def _train(
             else:
                 reg_loss, reg_metrics = reg.loss_term(phi_g, psi_g, y_g), {}
                 reg_term = reg_loss
-        beta_t = beta_schedule.value(step)
         objective = task + beta_t * reg_term
         loss = objective if reg_term is reg_loss else task.detach() + beta_t * reg_loss.detach()
+        scaler.scale(objective / accum if accum > 1 else objective).backward()
+        return task.detach(), reg_loss.detach(), loss.detach(), {k: float(v) for k, v in reg_metrics.items()}
+
+    for step in range(start_step, total_steps):
+        epoch, pos = divmod(step, steps_per_epoch)
+        if epoch != perm_epoch:
+            perm, perm_epoch = epoch_permutation(n, cfg.seed, epoch), epoch
+        gidx_step = perm[pos * global_bs : (pos + 1) * global_bs]
+        # views: a pure function of (seed, step, position in the global batch) -> resume-safe
+        views_step = draw_views(cfg.seed, step, len(gidx_step), cfg.views) if policy is not None else None
+        log_now = (step + 1) % cfg.log_every == 0 or step + 1 == total_steps
+        beta_t = beta_schedule.value(step)
         factor = lr_factor(step, total_steps, cfg.warmup_steps, cfg.schedule)
         for g in optimizer.param_groups:
             g["lr"] = g["base_lr"] * factor
         optimizer.zero_grad(set_to_none=True)
-        scaler.scale(objective).backward()
+        # gradient accumulation: the step's gradient is the mean of the micro-batches' gradients, and
+        # the regularizer (its kernel) is computed per micro-batch (docs/training.md)
+        micro_out: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, float]]] = []
+        for micro in range(accum):
+            gidx = gidx_step[micro * micro_bs : (micro + 1) * micro_bs]
+            views_g = views_step[micro * micro_bs : (micro + 1) * micro_bs] if views_step is not None else None
+            lidx = gidx[info.rank * local_bs : (info.rank + 1) * local_bs]
+            last_micro = micro == accum - 1
+            sync = model.no_sync() if info.enabled and not last_micro else nullcontext()  # type: ignore[operator]
+            with sync:
+                micro_out.append(micro_step(gidx, lidx, views_g, log_now, beta_t))
+        task, reg_loss, loss = (torch.stack([m[k] for m in micro_out]).mean() for k in range(3))
+        reg_metrics = {k: sum(m[3][k] for m in micro_out) / accum for k in micro_out[0][3]} if log_now else {}
         D.average_gradients(reg_params, info)
         if cfg.grad_clip:
             scaler.unscale_(optimizer)
@@ -662,20 +690,25 @@ def _train(
             record.update({f"reg/{k}": v for k, v in reg_metrics.items()})
             if len(optimizer.param_groups) > 1:
                 record["lr_reg"] = optimizer.param_groups[1]["lr"]
+        stop_early = False
         if evaluator_val is not None and ((cfg.eval_every and done % cfg.eval_every == 0) or done == total_steps):
             val_acc, val_loss = evaluator_val(student)
             record.update({"step": done, "val_accuracy": val_acc, "val_loss": val_loss})
-            if cfg.select == "best" and val_acc > best_acc:
+            improved = val_acc > best_acc
+            if improved and (cfg.select == "best" or cfg.early_stopping_patience):
                 best_acc, best_step = val_acc, done
-                best_state = {"student": _cpu_state(student), "regularizer": _cpu_state(reg)}
+                if cfg.select == "best":
+                    best_state = {"student": _cpu_state(student), "regularizer": _cpu_state(reg)}
+            evals_since_best = 0 if improved else evals_since_best + 1
+            # early stopping: every rank sees the same all-reduced accuracy, so all stop together
+            stop_early = bool(cfg.early_stopping_patience) and evals_since_best >= cfg.early_stopping_patience
+            if stop_early:
+                record["early_stop"] = True
         if record:
             last = record
             history.append(record)
             _log_jsonl(metrics_path, record)
-            if writer is not None:
-                for k, v in record.items():
-                    if k != "step" and isinstance(v, (int, float)):
-                        writer.add_scalar(k, v, done)
+            log_all(trackers, record, done)
             bar.set_postfix({k: f"{v:.4g}" for k, v in record.items()
                              if k in ("loss", "task_loss", "reg_loss", "val_accuracy")}, refresh=False)
         bar.update(1)
@@ -684,16 +717,23 @@ def _train(
                 "step": done, "student": _cpu_state(student), "regularizer": _cpu_state(reg),
                 "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state(),
                 "best_acc": best_acc, "best_step": best_step, "best": best_state, "config_hash": _config_hash(cfg),
-                "last": last, "beta_schedule": beta_schedule.state_dict(),
+                "last": last, "beta_schedule": beta_schedule.state_dict(), "evals_since_best": evals_since_best,
             })
         if on_step is not None:
             on_step(done, record)
+        if stop_early:
+            if info.is_main:
+                logger.info("early stopping at step %d: validation accuracy has not improved for %d evaluations "
+                            "(best %.4f at step %d)", done, cfg.early_stopping_patience, best_acc, best_step)
+            stopped_at = done
+            break
+    else:
+        stopped_at = total_steps
     bar.close()
-    if writer is not None:
-        writer.close()
+    close_all(trackers)
 
     # --- selection, test (once), outputs -----------------------------------------------------
-    selected_step = total_steps
+    selected_step = stopped_at
     if cfg.select == "best" and best_state is not None:
         student.load_state_dict(best_state["student"])
         reg.load_state_dict(best_state["regularizer"])
@@ -716,7 +756,7 @@ def _train(
         logger.warning("run did not learn: %s", collapse.reason)
     student.eval()
     result = TrainResult(
-        run_dir=run_dir, val_accuracy=val_acc, test_accuracy=test_acc, steps=total_steps,
+        run_dir=run_dir, val_accuracy=val_acc, test_accuracy=test_acc, steps=stopped_at,
         selected_step=selected_step, wall_time_s=time.perf_counter() - t0,
         student_params=student.num_parameters(), rho_summary=rho_summary(reg.importance(), column_ranges),
         student=student, regularizer=reg, history=history, collapse=collapse,
@@ -734,7 +774,7 @@ def _train(
                         "world_size": info.world_size, "device": str(device), "last_metrics": last,
                         "views": cfg.views, "augmentation": policy.config() if policy is not None else None})
         atomic_write_json(run_dir / "result.json", summary)
-        _log_jsonl(metrics_path, {"step": total_steps, "final": True, "val_accuracy": val_acc, "test_accuracy": test_acc})
+        _log_jsonl(metrics_path, {"step": stopped_at, "final": True, "val_accuracy": val_acc, "test_accuracy": test_acc})
     D.barrier(info)
     return result
 
@@ -771,19 +811,16 @@ def _config_hash(cfg: TrainConfig, legacy: bool = False) -> str:
             d["feature_store"] = os.path.normpath(d["feature_store"])
     # ddp_kernel: both forms are exact, and a run may resume with either; deterministic: same math
     for k in ("resume", "overwrite", "progress", "tensorboard", "log_every", "checkpoint_every", "device", "ddp_kernel",
-              "deterministic"):
+              "deterministic", "threads", "report_to"):
         d.pop(k, None)
+    for k, default in _HASH_NEUTRAL_DEFAULTS.items():  # keys added later: at their default, old hashes hold
+        if d.get(k) == default:
+            d.pop(k, None)
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _tensorboard(run_dir: Path | None, cfg: TrainConfig) -> Any:
-    if run_dir is None or not cfg.tensorboard:
-        return None
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return None
-    return SummaryWriter(str(run_dir / "tensorboard"))
+#: config keys added after checkpoints existed: left out of the hash at these values
+_HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {"grad_accum_steps": 1, "early_stopping_patience": 0}
 
 
 __all__ = ["TrainResult", "epoch_permutation", "preflight", "resolve_device", "rho_summary", "train"]

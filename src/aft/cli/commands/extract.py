@@ -51,6 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         help="extraction processes (relaunches under torchrun; each writes its own shard)")
     parser.add_argument("--partition", choices=("contiguous", "strided"), default="contiguous",
                         help="how batches are split over processes (default contiguous)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="CPU threads for torch (default: chosen by aft and logged with -v; see docs/training.md)")
     parser.set_defaults(func=run)
     return parser
 

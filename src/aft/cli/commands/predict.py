@@ -1,7 +1,8 @@
 """`aft predict`: classify texts or images with a trained student alone (no teacher needed).
 
-Texts: ``--text FILE`` (one text per line; ``-`` for stdin) or positional strings with ``--texts``.
-Images: positional files or folders (needs Pillow).
+Texts: --text FILE (one text per line; - for stdin) or positional strings with --texts.
+Images: positional files or folders (needs Pillow: pip install 'aft[vision]'). Each image is resized
+once, by the student's own preprocessing, and the folder is read in batches (--batch-size).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--texts", action="store_true", help="treat positional inputs as texts")
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=256, metavar="N",
+                   help="inputs classified (and image files read) at a time (default 256)")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="let a transformer student import its model folder's own Python code (off: nothing from "
                         "the run folder executes; a student.json asking for it is refused)")
@@ -32,15 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def _load_images(paths: list[str]) -> tuple[list[str], Any]:
-    import numpy as np
-
+def image_files(paths: list[str]) -> list[Path]:
+    """The image files among `paths` (folders are searched recursively, in sorted order)."""
     from aft.errors import DataError
 
-    try:
-        from PIL import Image
-    except ImportError:
-        raise DataError("image prediction needs Pillow; pip install pillow") from None
     files: list[Path] = []
     for raw in paths:
         p = Path(raw)
@@ -52,40 +50,88 @@ def _load_images(paths: list[str]) -> tuple[list[str], Any]:
             raise DataError(f"input {raw!r} does not exist")
     if not files:
         raise DataError("no image files found in the given inputs")
-    arrays = []
+    return files
+
+
+def check_headers(files: Sequence[Path]) -> None:
+    """Open every file's header (no pixels decoded) so that a non-image fails before any output."""
     for f in files:
-        try:
-            with Image.open(f) as im:
-                arrays.append(np.asarray(im.convert("RGB"), dtype=np.uint8))
-        except (OSError, ValueError, Image.DecompressionBombError) as exc:  # corrupt or truncated file
-            raise DataError(f"cannot read image {str(f)!r} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__});"
-                            " remove or replace the file") from None
-    if len({a.shape for a in arrays}) > 1:
-        size = arrays[0].shape[:2][::-1]
-        arrays = [np.asarray(Image.fromarray(a).resize(size)) for a in arrays]
-    return [str(f) for f in files], np.stack(arrays)
+        _open(f, decode=False)
+
+
+def read_image(path: Path) -> Any:
+    """One image file as a uint8 ``(H, W, 3)`` array, at its own size (the student resizes it)."""
+    return _open(path, decode=True)
+
+
+def _open(path: Path, *, decode: bool) -> Any:
+    import numpy as np
+
+    from aft.errors import DataError
+
+    try:
+        from PIL import Image
+    except ImportError:
+        raise DataError("image prediction needs Pillow; pip install 'aft[vision]'") from None
+    try:
+        with Image.open(path) as im:
+            return np.array(im.convert("RGB"), dtype=np.uint8) if decode else None
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:  # corrupt or truncated file
+        raise DataError(f"cannot read image {str(path)!r} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__});"
+                        " remove or replace the file") from None
+
+
+def _preprocess_each(student: Any, batch: Sequence[Any]) -> Any:
+    """Preprocess items one by one (images of any size: each is resized once, to the student's size)."""
+    import torch
+
+    return torch.cat([student.preprocess(item[None]) for item in batch], dim=0)
 
 
 def predict(model_dir: str, inputs: Any, *, device: str = "cpu", batch_size: int = 256,
             trust_remote_code: bool = False) -> list[dict[str, Any]]:
-    """Classify `inputs` (texts or uint8 images) with the student saved in `model_dir`.
+    """Classify `inputs` (texts, uint8 images, or a list of images of different sizes) with the
+    student saved in `model_dir`. The answer for one input does not depend on the others.
 
     `trust_remote_code` is off unless the caller turns it on (never from the run folder's files).
     """
-    import torch
+    student = _load(model_dir, device, trust_remote_code)
+    out: list[dict[str, Any]] = []
+    for s in range(0, len(inputs), batch_size):
+        out.extend(_classify(student, inputs[s : s + batch_size], device))
+    return out
 
+
+def predict_files(model_dir: str, files: Sequence[Path], *, device: str = "cpu", batch_size: int = 256,
+                  trust_remote_code: bool = False) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Classify image files, reading `batch_size` files at a time: yields ``(path, prediction)``."""
+    student = _load(model_dir, device, trust_remote_code)
+    for s in range(0, len(files), batch_size):
+        chunk = files[s : s + batch_size]
+        images = [read_image(f) for f in chunk]
+        yield from zip((str(f) for f in chunk), _classify(student, images, device), strict=True)
+
+
+def _load(model_dir: str, device: str, trust_remote_code: bool) -> Any:
     from aft.training import load_student
 
-    student = load_student(model_dir, map_location=device, trust_remote_code=trust_remote_code is True)
+    return load_student(model_dir, map_location=device, trust_remote_code=trust_remote_code is True)
+
+
+def _classify(student: Any, batch: Sequence[Any], device: str) -> list[dict[str, Any]]:
+    import numpy as np
+    import torch
+
     names = student.class_names or [str(i) for i in range(student.num_classes)]
-    out = []
+    is_images = len(batch) > 0 and not isinstance(batch[0], str)
     with torch.no_grad():
-        for s in range(0, len(inputs), batch_size):
-            x = student.preprocess(inputs[s : s + batch_size]).to(device)
-            probs = torch.softmax(student(x)[0].float(), dim=1)
-            conf, idx = probs.max(dim=1)
-            out.extend({"label": names[int(i)], "probability": float(c)} for c, i in zip(conf, idx, strict=True))
-    return out
+        if is_images and not (isinstance(batch, np.ndarray) and batch.dtype == np.uint8):
+            x = _preprocess_each(student, batch)
+        else:
+            x = student.preprocess(batch)
+        probs = torch.softmax(student(x.to(device))[0].float(), dim=1)
+    conf, idx = probs.max(dim=1)
+    return [{"label": names[int(i)], "probability": float(c)} for c, i in zip(conf, idx, strict=True)]
 
 
 def handler(args: argparse.Namespace) -> int:
@@ -93,6 +139,8 @@ def handler(args: argparse.Namespace) -> int:
     from aft.training.loop import resolve_device
 
     resolve_device(args.device)  # `--device banana` / cuda without CUDA: one line, before anything is read
+    if args.batch_size < 1:
+        raise DataError(f"--batch-size must be >= 1, got {args.batch_size}")
 
     if args.text_file:
         try:
@@ -112,14 +160,22 @@ def handler(args: argparse.Namespace) -> int:
     else:
         if not args.inputs:
             raise DataError("nothing to classify: give image files/folders, --texts STRINGS or --text FILE")
-        keys, inputs = _load_images(args.inputs)
+        files = image_files(args.inputs)
+        check_headers(files)
+        _print(predict_files(args.model, files, device=args.device, batch_size=args.batch_size,
+                             trust_remote_code=args.trust_remote_code is True), args.format)
+        return 0
     if not len(inputs):
         raise DataError("nothing to classify: the input is empty")
     preds = predict(args.model, inputs, device=args.device, batch_size=args.batch_size,
                     trust_remote_code=args.trust_remote_code is True)
-    for key, pred in zip(keys, preds, strict=True):
-        if args.format == "json":
-            print(json.dumps({"input": key, **pred}))
-        else:
-            print(f"{pred['label']}\t{pred['probability']:.4f}\t{key}")
+    _print(zip(keys, preds, strict=True), args.format)
     return 0
+
+
+def _print(rows: Iterable[tuple[str, dict[str, Any]]], fmt: str) -> None:
+    for key, pred in rows:
+        if fmt == "json":
+            print(json.dumps({"input": key, **pred}), flush=True)
+        else:
+            print(f"{pred['label']}\t{pred['probability']:.4f}\t{key}", flush=True)

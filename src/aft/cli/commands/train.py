@@ -1,7 +1,9 @@
 """`aft train`: train a student with a transfer method (one loop for every method).
 
-Settings come from ``--config FILE.yaml``, then ``--set key=value`` overrides, then explicit flags.
-``--nproc N`` relaunches itself under torchrun with N data-parallel processes.
+Settings come from --config FILE.yaml, then --set key=value overrides, then explicit flags.
+--nproc N relaunches itself under torchrun with N data-parallel processes.
+On CPU, --threads N (config key threads) sets the torch thread count; by default aft picks one
+(see docs/training.md) unless OMP_NUM_THREADS is set.
 """
 
 from __future__ import annotations
@@ -13,46 +15,51 @@ import subprocess
 import sys
 from typing import Any
 
-#: explicit flags -> config keys (each also settable with --set)
-_FLAGS: list[tuple[str, str, type, str]] = [
-    ("--dataset", "dataset", str, "dataset name (aft.data)"),
-    ("--student", "student", str, "student name: cnn-small, text-cnn, wordllama-bag, minilm, st:<path>, hf:<id>, timm:<name>"),
-    ("--method", "method", str, "transfer method: aft, aft-dense, kd, rkd, ft, btune, none..."),
-    ("--beta", "beta", float, "regularizer weight (>= 0)"),
-    ("--teachers", "teachers", str, "comma-separated teacher names (their features must be extracted)"),
-    ("--features", "feature_store", str, "feature store root folder"),
-    ("--steps", "steps", int, "optimizer steps"),
-    ("--epochs", "epochs", float, "epochs (instead of --steps)"),
-    ("--batch-size", "batch_size", int, "global batch size"),
-    ("--lr", "lr", float, "student learning rate"),
-    ("--seed", "seed", int, "random seed"),
-    ("--train-limit", "train_limit", int, "stratified subsample of the training split"),
-    ("--views", "views", int, "augmented views per sample (1 = clean only; see docs/augmentation.md)"),
-    ("--augment", "augmentation", str, "augmentation policy for views > 1: image-basic, text-word-dropout, "
-     "text-crop (default by modality)"),
-    ("--select", "select", str, "keep the last or the best-validation weights (last|best), or cv: choose beta "
-     "(from --beta-grid) and the step by k-fold cross-validation, then retrain on all labels"),
-    ("--device", "device", str, "cpu|cuda|mps|auto"),
-    ("--precision", "precision", str, "fp32|bf16|fp16 (autocast on GPU)"),
-    ("--output", "output", str, "run folder"),
+#: explicit flags -> (config key, type, metavar, help); each key is also settable with --set
+_FLAGS: list[tuple[str, str, type, str, str]] = [
+    ("--dataset", "dataset", str, "NAME", "dataset name (aft.data)"),
+    ("--student", "student", str, "NAME",
+     "student name: cnn-small, text-cnn, wordllama-bag, minilm, st:<path>, hf:<id>, timm:<name>"),
+    ("--method", "method", str, "NAME", "transfer method: aft, aft-dense, kd, rkd, ft, btune, none..."),
+    ("--beta", "beta", float, "FLOAT", "regularizer weight (>= 0)"),
+    ("--teachers", "teachers", str, "T1,T2", "comma-separated teacher names (their features must be extracted)"),
+    ("--features", "feature_store", str, "DIR", "feature store root folder"),
+    ("--steps", "steps", int, "N", "optimizer steps"),
+    ("--epochs", "epochs", float, "FLOAT", "epochs (instead of --steps)"),
+    ("--batch-size", "batch_size", int, "N", "global batch size"),
+    ("--grad-accum", "grad_accum_steps", int, "N",
+     "gradient accumulation: each step sums N micro-batches of batch-size/N (see docs/training.md)"),
+    ("--lr", "lr", float, "FLOAT", "student learning rate"),
+    ("--seed", "seed", int, "N", "random seed"),
+    ("--train-limit", "train_limit", int, "N", "stratified subsample of the training split"),
+    ("--views", "views", int, "N", "augmented views per sample (1 = clean only; see docs/augmentation.md)"),
+    ("--augment", "augmentation", str, "POLICY", "augmentation policy for views > 1: image-basic, "
+     "text-word-dropout, text-crop (default by modality)"),
+    ("--select", "select", str, "last|best|cv", "keep the last or the best-validation weights, or cv: choose "
+     "beta (from --beta-grid) and the step by k-fold cross-validation, then retrain on all labels"),
+    ("--device", "device", str, "DEVICE", "cpu, cuda, cuda:N, mps or auto"),
+    ("--precision", "precision", str, "fp32|bf16|fp16", "autocast precision on GPU"),
+    ("--threads", "threads", int, "N", "CPU threads for torch (default: chosen by aft, logged; see docs/training.md)"),
+    ("--output", "output", str, "DIR", "run folder"),
 ]
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser("train", help="train a student with a transfer method",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", "-c", help="YAML config file (TrainConfig keys)")
+    p.add_argument("--config", "-c", metavar="FILE.yaml", help="YAML config file (TrainConfig keys)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key (repeatable; method_options.x=1 for sub-keys)")
-    for flag, key, tp, text in _FLAGS:
-        p.add_argument(flag, dest=f"cfg_{key}", type=tp, default=None, help=text)
+    for flag, key, tp, metavar, text in _FLAGS:
+        p.add_argument(flag, dest=f"cfg_{key}", type=tp, default=None, metavar=metavar, help=text)
     p.add_argument("--overwrite", action="store_true", default=None, help="replace an existing run folder")
     p.add_argument("--resume", action="store_true", default=None, help="continue from the run's last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--nproc", type=int, default=1, help="data-parallel processes (launches torchrun)")
+    p.add_argument("--nproc", type=int, default=1, metavar="N", help="data-parallel processes (launches torchrun)")
     p.add_argument("--beta-grid", default=None, metavar="B1,B2,...",
                    help="with --select cv: the betas cross-validated (default: --beta alone, choosing only the step)")
-    p.add_argument("--folds", type=int, default=5, help="with --select cv: number of stratified folds (default 5)")
+    p.add_argument("--folds", type=int, default=5, metavar="K",
+                   help="with --select cv: number of stratified folds (default 5)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.set_defaults(func=handler)
     return p
@@ -66,7 +73,7 @@ def resolve(args: argparse.Namespace) -> Any:
     for text in args.overrides:
         key, value = _split_override(text)
         overrides[key] = value
-    for _, key, _, _ in _FLAGS:
+    for _, key, _, _, _ in _FLAGS:
         value = getattr(args, f"cfg_{key}")
         if value is not None:
             overrides[key] = value
@@ -91,6 +98,10 @@ def handler(args: argparse.Namespace) -> int:
     elif args.beta_grid is not None:
         raise ConfigError("--beta-grid is used with --select cv only; add --select cv or drop it")
     cfg = resolve(args)  # config errors surface before any process is launched
+    if cfg.threads is not None and args.cfg_threads is None:  # `threads:` in the config file / --set
+        from aft.runtime import configure_threads
+
+        configure_threads(cfg.threads)
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0
