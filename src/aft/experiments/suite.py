@@ -138,8 +138,9 @@ class SuiteConfig:
         return hashlib.sha256(json.dumps(shared, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
     def quick(self) -> SuiteConfig:
-        """A reduced grid for smoke runs: one student, teacher set, size and seed; 2 betas; at most 3
-        folds; views 1 and the smallest K > 1 the suite compares (if any)."""
+        """A reduced grid for smoke runs: one student, teacher set and size; 2 betas; at most 3 folds;
+        up to 3 seeds of the final runs (one seed is too noisy to compare methods even in a smoke run);
+        views 1 and the smallest K > 1 the suite compares (if any)."""
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data.update(
             name=f"{self.name}-quick",
@@ -152,7 +153,7 @@ class SuiteConfig:
             train_sizes=[min(self.train_sizes)],
             pool_size=min(self.train_sizes),
             test_limit=min(self.test_limit or 1000, 1000),
-            seeds=self.seeds[:1],
+            seeds=self.seeds[:3],
             beta_grid=[1.0, 10.0],
             folds=min(self.folds, 3),
             views=[1] + sorted(v for v in self.views if v > 1)[:1],  # keep one augmented setting

@@ -102,6 +102,9 @@ class TrainConfig:
     early_stopping_patience: int = 0
     # experiment trackers besides metrics.jsonl: tensorboard, wandb, mlflow (each needs its package)
     report_to: list[str] = field(default_factory=list)
+    # end the run after this many steps while the lr / beta schedules still span `steps` (epochs):
+    # how cross-validation's chosen stopping step is reproduced on all labels (docs/training.md)
+    stop_step: int | None = None
 
     @property
     def total_batch_size(self) -> int:
@@ -156,6 +159,8 @@ class TrainConfig:
 
             for name in self.report_to:
                 TRACKERS.get(name)  # unknown name -> lists the registered trackers
+        if self.stop_step is not None and self.stop_step < 1:
+            raise ConfigError(f"stop_step must be >= 1, got {self.stop_step}")
         if self.log_every < 1:
             raise ConfigError(f"log_every must be >= 1, got {self.log_every}")
         if self.views < 1:

@@ -560,6 +560,8 @@ def _train(
 
     chance_loss = label_entropy(labels.numpy(), num_classes)
     beta_schedule = BetaSchedule(cfg.beta, cfg.beta_warmup, total_steps, chance_loss=chance_loss)
+    # stop_step: the schedules span total_steps, the run ends earlier (a chosen stopping step)
+    run_steps = min(total_steps, cfg.stop_step) if cfg.stop_step else total_steps
     ids_tr = tr.ids
     evaluator_val = _Evaluator(x_val, torch.as_tensor(val.labels, dtype=torch.long), cfg.eval_batch_size, device,
                                autocast, info) if val is not None and x_val is not None else None
@@ -597,7 +599,7 @@ def _train(
     # --- loop --------------------------------------------------------------------------------
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total_steps, initial=start_step, disable=not (cfg.progress and info.is_main),
+    bar = tqdm(total=run_steps, initial=start_step, disable=not (cfg.progress and info.is_main),
                desc=f"{cfg.method}", dynamic_ncols=True)
     history: list[dict[str, Any]] = []
     model.train()
@@ -641,14 +643,14 @@ def _train(
         scaler.scale(objective / accum if accum > 1 else objective).backward()
         return task.detach(), reg_loss.detach(), loss.detach(), {k: float(v) for k, v in reg_metrics.items()}
 
-    for step in range(start_step, total_steps):
+    for step in range(start_step, run_steps):
         epoch, pos = divmod(step, steps_per_epoch)
         if epoch != perm_epoch:
             perm, perm_epoch = epoch_permutation(n, cfg.seed, epoch), epoch
         gidx_step = perm[pos * global_bs : (pos + 1) * global_bs]
         # views: a pure function of (seed, step, position in the global batch) -> resume-safe
         views_step = draw_views(cfg.seed, step, len(gidx_step), cfg.views) if policy is not None else None
-        log_now = (step + 1) % cfg.log_every == 0 or step + 1 == total_steps
+        log_now = (step + 1) % cfg.log_every == 0 or step + 1 == run_steps
         beta_t = beta_schedule.value(step)
         factor = lr_factor(step, total_steps, cfg.warmup_steps, cfg.schedule)
         for g in optimizer.param_groups:
@@ -691,7 +693,7 @@ def _train(
             if len(optimizer.param_groups) > 1:
                 record["lr_reg"] = optimizer.param_groups[1]["lr"]
         stop_early = False
-        if evaluator_val is not None and ((cfg.eval_every and done % cfg.eval_every == 0) or done == total_steps):
+        if evaluator_val is not None and ((cfg.eval_every and done % cfg.eval_every == 0) or done == run_steps):
             val_acc, val_loss = evaluator_val(student)
             record.update({"step": done, "val_accuracy": val_acc, "val_loss": val_loss})
             improved = val_acc > best_acc
@@ -728,7 +730,7 @@ def _train(
             stopped_at = done
             break
     else:
-        stopped_at = total_steps
+        stopped_at = run_steps
     bar.close()
     close_all(trackers)
 
@@ -748,9 +750,9 @@ def _train(
     collapse = None
     if x_val is not None and val is not None and len(val) > 0:
         collapse = check_collapse(student, x_val, torch.as_tensor(val.labels, dtype=torch.long), chance_loss,
-                                  history, total_steps, "validation", device, cfg.eval_batch_size)
+                                  history, stopped_at, "validation", device, cfg.eval_batch_size)
     else:
-        collapse = check_collapse(student, x_tr, labels, chance_loss, history, total_steps, "training", device,
+        collapse = check_collapse(student, x_tr, labels, chance_loss, history, stopped_at, "training", device,
                                   cfg.eval_batch_size)
     if collapse.collapsed and info.is_main:
         logger.warning("run did not learn: %s", collapse.reason)
