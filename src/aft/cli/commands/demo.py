@@ -20,6 +20,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", metavar="DIR", help="output folder (default: runs/demo)")
     p.add_argument("--fresh", action="store_true", help="retrain every run (keeps the cached features)")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    p.add_argument("--jobs", default="auto", metavar="N|auto",
+                   help="runs in parallel worker processes (default auto: one per CPU core / GPU), as aft compare")
     p.add_argument("--cache-dir", default=None, help="asset cache directory (default: $AFT_CACHE_DIR or ~/.cache/aft)")
     p.set_defaults(func=handler)
     return p
@@ -28,10 +30,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 def handler(args: argparse.Namespace) -> int:
     from aft.assets import cache_dir, ensure
     from aft.experiments.compare import compare, load_suite
+    from aft.experiments.parallel import resolve_jobs
     from aft.experiments.summary import summary_table
     from aft.report import build_report
 
     t0 = time.perf_counter()
+    jobs = resolve_jobs(args.jobs, args.device)  # a bad value is refused before anything is removed
     out = Path(args.out)
     records = out / "records.jsonl"
     if args.fresh and records.exists():
@@ -45,9 +49,12 @@ def handler(args: argparse.Namespace) -> int:
     store = cache_dir(args.cache_dir) / "features"
     print(f"[2/4] teacher features -> {store} (extracted once, reused afterwards)")
     betas = ", ".join(f"{b:g}" for b in suite.beta_grid)
-    print(f"[3/4] training STL, KD and AFT ({suite.train.get('steps')} steps): beta in {{{betas}}} chosen on "
-          f"validation, then {len(suite.seeds)} seeds on test")
-    result = compare(suite, records, store, device=args.device, cache_dir=args.cache_dir, progress=True)
+    how = (f"{suite.folds}-fold cross-validation on the training labels" if suite.selection == "cv"
+           else "a validation split")
+    print(f"[3/4] training STL, KD and AFT ({suite.train.get('steps')} steps, {jobs} job(s)): beta in {{{betas}}} "
+          f"and the stopping step chosen by {how}, then {len(suite.seeds)} seeds on test")
+    result = compare(suite, records, store, device=args.device, cache_dir=args.cache_dir, progress=True,
+                     jobs=jobs)
     print()
     print(summary_table(result.records))
     print("[4/4] report")
