@@ -24,7 +24,7 @@ from aft.assets.core import (
     remove,
 )
 
-DEFAULT_ASSETS = ("fashion-mnist", "spam-assassin", "minilm", "efficientnet-lite0", "wordllama")
+DEFAULT_ASSETS = ("fashion-mnist", "spam-assassin", "austen", "minilm", "efficientnet-lite0", "wordllama")
 
 __all__ = [
     "ASSETS",
