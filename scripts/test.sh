@@ -4,7 +4,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || exit 1
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-.venv/bin/aft assets fetch fashion-mnist spam-assassin minilm efficientnet-lite0 wordllama || exit 1
+.venv/bin/aft assets fetch fashion-mnist spam-assassin austen minilm efficientnet-lite0 wordllama || exit 1
 echo "[test] ruff check"
 .venv/bin/ruff check src tests benchmarks examples || exit 1
 echo "[test] pytest"

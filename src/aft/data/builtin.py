@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aft.data import digits, fashion_mnist, imagefolder, spam_assassin, tabular
+from aft.data import austen, digits, fashion_mnist, imagefolder, spam_assassin, tabular
 from aft.data.registry import DATASETS, DatasetSource
 
 _BUILTIN = [
@@ -25,6 +25,16 @@ _BUILTIN = [
         class_names=spam_assassin.CLASS_NAMES,
         asset="spam-assassin",
         sizes={"train": 4837, "test": 1209},
+    ),
+    DatasetSource(
+        name="austen",
+        loader=austen.load_austen,
+        modality="text",
+        description="Jane Austen's six novels, 4-line passages, which novel; committed 80/20 split (v1)",
+        splits=("train", "test"),
+        class_names=austen.CLASS_NAMES,
+        asset="austen",
+        sizes={"train": 12279, "test": 3070},
     ),
     DatasetSource(
         name="digits",
