@@ -72,7 +72,7 @@ ASSETS.add(
         build=_build_austen,
         tree_sha256="fb4a50168a245d1d62e1245c323203aa22802bda18b4353304546887274f3a8d",
         approx_bytes=1_626_392,
-        default=True,
+        default=False,  # Debian package only (no URL fallback): fetched by name
     ),
 )
 

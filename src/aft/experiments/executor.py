@@ -158,9 +158,10 @@ class TrainingExecutor:
         val_split = None
         if job.phase == "cv":  # fold f of the training labels is the validation split
             train_split, val_split = fold_split(train_split, self.suite.folds, int(job.fold or 0), job.seed)
-        elif job.steps is not None:  # cv finals and regret runs: all labels, stopped at the chosen step of
-            # the suite's own schedule (what the folds measured), not a new schedule over fewer steps
-            settings.update(stop_step=int(job.steps), select="last", val_fraction=0.0)
+        elif job.steps is not None:  # cv finals and regret runs: all labels, the chosen number of steps
+            # (the schedule spans them, the usual refit; measured better than cutting the suite's schedule
+            # at that step on the demo, docs/training.md)
+            settings.update(steps=int(job.steps), select="last", val_fraction=0.0)
             settings.pop("epochs", None)
         cfg = TrainConfig.from_dict(
             {

@@ -259,6 +259,7 @@ def cross_validate_train(cfg: Any, betas: Sequence[float], folds: int = DEFAULT_
     warn = edge_warning(f"{cfg.method} {cfg.student}", choice)
     if warn:
         log.warning(warn)
-    # all labels, stopped at the chosen step of the same schedule the folds were evaluated under
-    final = dataclasses.replace(cfg, beta=choice.beta, stop_step=choice.step or None, val_fraction=0.0, select="last")
+    # all labels, retrained for the chosen number of steps (the schedule spans them: the usual refit)
+    final = dataclasses.replace(cfg, beta=choice.beta, steps=choice.step or cfg.steps,
+                                epochs=None if choice.step else cfg.epochs, val_fraction=0.0, select="last")
     return train(final), choice, fold_rows
