@@ -97,7 +97,7 @@ class TimmStudent(Student):
         try:
             self.backbone = timm.create_model(model_name, pretrained=bool(pretrained), num_classes=0)
         except RuntimeError as exc:
-            raise ConfigError(f"timm model {model_name!r} unavailable: {exc}") from None
+            raise ConfigError(f"timm model {model_name!r} unavailable: {str(exc).splitlines()[0]}") from None
         cfg = getattr(self.backbone, "pretrained_cfg", {}) or {}
         size = cfg.get("input_size", (3, 224, 224))
         self.in_chans = int(size[0])
@@ -106,7 +106,13 @@ class TimmStudent(Student):
                              persistent=False)
         self.register_buffer("std", torch.tensor(cfg.get("std", (0.5,) * 3)).view(1, -1, 1, 1)[:, :self.in_chans],
                              persistent=False)
-        self.head = nn.Linear(int(self.backbone.num_features), num_classes)
+        # the pooled width is not num_features for models with a head stage (MobileNetV3: 288 -> 1024)
+        was_training = self.backbone.training
+        self.backbone.eval()
+        with torch.no_grad():
+            width = int(self.backbone(self.example_input()).flatten(1).shape[1])
+        self.backbone.train(was_training)
+        self.head = nn.Linear(width, num_classes)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         feats = self.backbone((x - self.mean) / self.std)
