@@ -87,7 +87,7 @@ def test_vision_intermediate_layers_are_blocks_and_change_the_name(models):
         hs = model(pixel_values=_pixels(folder, IMAGES), output_hidden_states=True).hidden_states
     one = build_teacher(f"hf:{folder}", layers=1, pooling="mean")
     np.testing.assert_allclose(one.encode(IMAGES), hs[1][:, 1:].mean(1).numpy(), rtol=1e-4, atol=1e-5)
-    two = build_teacher(f"hf:{folder}?layers=1,-1&pooling=cls")
+    two = build_teacher(f"hf:{folder}?layers=1+-1&pooling=cls")
     assert two.dim == 32 and two.preprocess_config()["blocks"] == {"layer=1": [0, 16], "layer=-1": [16, 32]}
     ref = np.concatenate([hs[1][:, 0].numpy(), hs[-1][:, 0].numpy()], 1)
     np.testing.assert_allclose(two.encode(IMAGES), ref, rtol=1e-4, atol=1e-5)
@@ -187,7 +187,7 @@ def test_decoder_llm_left_padding_tokenizer_and_dtype(models):
 def test_encoder_layers_and_name_options(models):
     folder = models["bert"]
     t = build_teacher(f"hf:{folder}", layers=[0, -1], pooling="cls")
-    assert t.dim == 32 and t.name == f"hf:{folder}?layers=0,-1&pooling=cls"
+    assert t.dim == 32 and t.name == f"hf:{folder}?layers=0+-1&pooling=cls"
     model = transformers.AutoModel.from_pretrained(folder).eval()
     ids = torch.tensor([[tiny.VOCAB[w] for w in ["[CLS]", "dog", "ran", "[SEP]"]]])
     with torch.inference_mode():

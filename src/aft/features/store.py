@@ -101,7 +101,7 @@ def teacher_blocks(teacher: str, preprocess: Any, dim: int) -> dict[str, tuple[i
     blocks = preprocess.get("blocks") if isinstance(preprocess, dict) else None
     if not isinstance(blocks, dict) or not blocks:
         return {teacher: (0, dim)}
-    ranges = {f"{teacher}[{key}]": (int(a), int(b)) for key, (a, b) in blocks.items()}
+    ranges = {f"{teacher}[{key}]": (int(a), int(b)) for key, (a, b) in sorted(blocks.items(), key=lambda kv: kv[1][0])}
     if max(b for _, b in ranges.values()) != dim:
         raise FeatureStoreError(f"feature store of {teacher!r}: its blocks do not cover its {dim} columns; re-run `aft extract`")
     return ranges

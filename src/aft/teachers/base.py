@@ -355,11 +355,11 @@ def options_name(prefix: str, target: str, options: dict[str, Any], defaults: di
     """The canonical teacher name: ``prefix:target`` plus ``?k=v&...`` for options that differ from the defaults.
 
     >>> options_name("hf", "m", {"pooling": "cls", "layers": (4, 8)}, {"pooling": "mean", "layers": None})
-    'hf:m?layers=4,8&pooling=cls'
+    'hf:m?layers=4+8&pooling=cls'
     """
     def text(v: Any) -> str:
         if isinstance(v, (list, tuple)):
-            return ",".join(text(x) for x in v)
+            return "+".join(text(x) for x in v)  # not ",": `--teachers` is comma-separated
         return str(v).lower() if isinstance(v, bool) else str(v)
 
     parts = [f"{k}={text(v)}" for k, v in sorted(options.items()) if v is not None and v != defaults.get(k)]
@@ -379,14 +379,14 @@ def as_bool(value: Any, what: str) -> bool:
 
 
 def as_layers(value: Any) -> tuple[int, ...] | None:
-    """Hidden-layer indices from ``None``, an int, a list, or ``"4,8"`` / ``"-1"`` (a string from a name)."""
+    """Hidden-layer indices from ``None``, an int, a list, or ``"4+8"`` / ``"4,8"`` / ``"-1"`` (a string from a name)."""
     if value is None:
         return None
-    items = value.split(",") if isinstance(value, str) else (value if isinstance(value, (list, tuple)) else [value])
+    items = value.replace("+", ",").split(",") if isinstance(value, str) else (value if isinstance(value, (list, tuple)) else [value])
     try:
         layers = tuple(int(str(v).strip()) for v in items)
     except ValueError:
-        raise ConfigError(f"layers must be integers (e.g. 4 or 4,8,-1), got {value!r}") from None
+        raise ConfigError(f"layers must be integers (e.g. 4 or 4+8+-1), got {value!r}") from None
     if not layers or len(set(layers)) != len(layers):
         raise ConfigError(f"layers must name distinct layer indices, got {value!r}")
     return layers
