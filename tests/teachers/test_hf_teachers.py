@@ -194,6 +194,9 @@ def test_encoder_layers_and_name_options(models):
         hs = model(input_ids=ids, output_hidden_states=True).hidden_states
     ref = np.concatenate([hs[0][0, 0].numpy(), hs[-1][0, 0].numpy()])
     np.testing.assert_allclose(t.encode(["dog ran"])[0], ref, rtol=1e-4, atol=1e-5)
+    short = build_teacher(f"hf:{folder}?max_length=3&trust_remote_code=false")  # values from a name are typed
+    assert short.max_length == 3 and short.name == f"hf:{folder}?max_length=3&trust_remote_code=false"
+    np.testing.assert_allclose(short.encode(["dog ran far"])[0], short.encode(["dog"])[0], atol=1e-6)  # [CLS] dog [SEP]
     with pytest.raises(ConfigError, match="in its name and as an option"):
         build_teacher(f"hf:{folder}?pooling=cls", pooling="mean")
     with pytest.raises(ConfigError, match="bad teacher option"):

@@ -334,8 +334,8 @@ def split_name_options(target: str) -> tuple[str, dict[str, str]]:
     Options written into a prefixed teacher name (the CLI's way to pass them) are part of the name,
     so features made with other options go to another store.
 
-    >>> split_name_options("org/model?pooling=cls")
-    ('org/model', {'pooling': 'cls'})
+    >>> split_name_options("org/model?pooling=cls&max_length=64")
+    ('org/model', {'pooling': 'cls', 'max_length': 64})
     """
     base, sep, query = target.partition("?")
     if not sep:
@@ -347,8 +347,15 @@ def split_name_options(target: str) -> tuple[str, dict[str, str]]:
             raise ConfigError(f"bad teacher option {part!r} in {target!r}; write name?key=value&key2=value2")
         if key in opts:
             raise ConfigError(f"teacher option {key!r} given twice in {target!r}")
-        opts[key] = value
+        opts[key] = _name_value(value)
     return base, opts
+
+
+def _name_value(text: str) -> Any:
+    """An option value written in a name: ``"64"`` -> 64, ``"true"``/``"false"`` -> bool, else the text."""
+    if re.fullmatch(r"-?\d+", text):
+        return int(text)
+    return {"true": True, "false": False}.get(text.lower(), text)
 
 
 def options_name(prefix: str, target: str, options: dict[str, Any], defaults: dict[str, Any]) -> str:

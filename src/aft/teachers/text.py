@@ -17,7 +17,7 @@ import torch
 
 from aft.errors import ConfigError
 from aft.teachers._assets import asset_path
-from aft.teachers.base import TEACHER_PREFIXES, TEACHERS, Teacher, TeacherInputs, files_version
+from aft.teachers.base import TEACHER_PREFIXES, TEACHERS, Teacher, TeacherInputs, as_bool, files_version
 
 
 def _pkg_version(name: str) -> str:
@@ -59,7 +59,7 @@ class SentenceTransformerTeacher(Teacher):
         self.path = str(path_or_id)
         self.name = name or f"st:{path_or_id}"
         self.device = device
-        self.normalize = normalize
+        self.normalize = as_bool(normalize, "normalize")  # "false" from a name is False
         self.model = SentenceTransformer(self.path, device=device, local_files_only=local)
         self.model.eval()
         if max_seq_length is not None:
