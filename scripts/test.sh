@@ -13,4 +13,13 @@ rc=$?
 if [ "$rc" -eq 5 ]; then
     echo "[test] pytest collected no tests"; exit 1
 fi
+[ "$rc" -eq 0 ] || exit "$rc"
+# The second environment (torch 2.14 + torchvision, timm, open_clip): the tests marked `full`.
+bash scripts/setup-full.sh || exit 1
+if [ -f .venv-full/.aft-installed ]; then
+    echo "[test] pytest -m full (.venv-full)"
+    .venv-full/bin/python -m pytest -q -m full -p no:cacheprovider tests
+    rc=$?
+    if [ "$rc" -eq 5 ]; then echo "[test] .venv-full: no tests marked full were collected"; exit 1; fi
+fi
 exit "$rc"

@@ -157,7 +157,7 @@ def test_beta_zero_leaves_task_loss_and_regularizer_lr_is_used(tmp_path):
     lrs = {g["initial_lr"] for g in trainer.optimizer.param_groups if kd_params & set(map(id, g["params"]))}
     assert lrs == {0.123}
     h = next(h for h in trainer.state.log_history if "loss" in h)
-    assert h["loss"] == pytest.approx(h["aft/task_loss"], rel=1e-5)
+    assert h["loss"] == pytest.approx(h["aft/task_loss"], rel=1e-5, abs=5e-5)  # transformers < 4.46 rounds it to 4 places
 
 
 def test_evaluate_without_teacher_features_reports_task_loss(tmp_path):

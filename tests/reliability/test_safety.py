@@ -120,6 +120,7 @@ def test_trust_remote_code_off_by_default(monkeypatch):
 
     monkeypatch.setattr(transformers, "AutoModel", _FakeHF)
     monkeypatch.setattr(transformers, "AutoTokenizer", _FakeHF)
+    monkeypatch.setattr(transformers, "AutoConfig", _FakeHF)  # hf: reads the config first to pick the adapter
     for flag in (None, True):
         _FakeHF.calls.clear()
         opts = {} if flag is None else {"trust_remote_code": True}

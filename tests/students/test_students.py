@@ -124,51 +124,6 @@ def test_registry_lists_names():
         build_student("resnet-9000", 2)
 
 
-class _FakeTimmNet(torch.nn.Module):
-    """Stands in for a timm backbone (num_classes=0): per-channel mean times a learnable scale."""
-
-    num_features = 3
-    pretrained_cfg = {"input_size": (3, 16, 16), "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
-
-    def __init__(self):
-        super().__init__()
-        self.scale = torch.nn.Parameter(torch.ones(1))
-
-    def forward(self, x):
-        return x.mean((2, 3)) * self.scale
-
-
-def test_timm_student_code_path_with_a_fake_timm(monkeypatch):
-    """timm needs torchvision, which cannot sit beside this torch build: exercise our adapter on a fake."""
-    import sys
-    import types
-
-    calls = {}
-    timm = types.ModuleType("timm")
-
-    def create_model(name, pretrained=True, num_classes=None):
-        calls["create"] = (name, pretrained, num_classes)
-        return _FakeTimmNet()
-
-    timm.create_model = create_model
-    monkeypatch.setitem(sys.modules, "timm", timm)
-    s = build_student("timm:fake_vit", num_classes=4, pretrained=False)
-    assert calls["create"] == ("fake_vit", False, 0)
-    x = s.preprocess(np.full((2, 28, 28), 255, np.uint8))
-    assert x.shape == (2, 3, 16, 16)
-    logits, feats = s(x)
-    assert logits.shape == (2, 4) and s.discover_feature_dim(x) == 3
-    torch.testing.assert_close(feats, torch.full((2, 3), 2.0))  # (1.0 - 0.5) / 0.25
-
-
-def test_timm_student_real_package():
-    pytest.importorskip("timm")
-    s = build_student("timm:test_vit", num_classes=4, pretrained=False)
-    x = s.preprocess(np.zeros((2, 28, 28), np.uint8))
-    logits, feats = s(x)
-    assert logits.shape == (2, 4) and feats.shape == (2, s.feature_dim)
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(MINILM is None, reason="bundled MiniLM not installed")
 def test_minilm_fine_tuning_student():

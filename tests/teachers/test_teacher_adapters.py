@@ -1,10 +1,8 @@
-"""Teacher registry and adapters: callable/module wrappers, hf: and st: on tiny local models, a fake timm."""
+"""Teacher registry and adapters: callable/module wrappers, hf: and st: on tiny local models (timm: test_timm_openclip.py)."""
 
 from __future__ import annotations
 
 import os
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -26,7 +24,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 def test_registry_names_and_unknown_errors():
     with pytest.raises(UnknownNameError, match="valid teachers: .*efficientnet-lite0.*minilm.*wordllama"):
         build_teacher("resnet-9000")
-    with pytest.raises(UnknownNameError, match="valid prefixes: hf:, st:, timm:"):
+    with pytest.raises(UnknownNameError, match="valid prefixes: hf:, open_clip:, st:, timm:"):
         build_teacher("xyz:model")
     for name in ("minilm", "mpnet", "wordllama", "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"):
         assert name in TEACHERS
@@ -148,50 +146,3 @@ def test_st_teacher_on_a_locally_saved_model(tiny_bert, tmp_path):
     normed = build_teacher(f"st:{tmp_path / 'st'}", normalize=True)
     with torch.inference_mode():
         np.testing.assert_allclose(np.linalg.norm(normed.encode(TEXTS), axis=1), 1.0, rtol=1e-5)
-
-
-# ---------------------------------------------------------------------------- timm: (fake module)
-class _MeanNet(torch.nn.Module):
-    """Stands in for a timm model: global average pool of the normalized input (3 features)."""
-
-    num_features = 3
-
-    def __init__(self):
-        super().__init__()
-        self.scale = torch.nn.Parameter(torch.ones(1))
-
-    def forward(self, x):
-        return x.mean((2, 3)) * self.scale
-
-
-@pytest.fixture
-def fake_timm(monkeypatch):
-    calls = {}
-    timm = types.ModuleType("timm")
-    data = types.ModuleType("timm.data")
-    timm.__version__ = "0.0-fake"
-
-    def create_model(name, pretrained=True, num_classes=None):
-        calls["create"] = (name, pretrained, num_classes)
-        return _MeanNet()
-
-    def resolve_data_config(args, model=None):
-        calls["resolve"] = model
-        return {"input_size": (3, 16, 16), "mean": (0.5, 0.25, 0.0), "std": (0.5, 0.25, 1.0), "interpolation": "bicubic"}
-
-    timm.create_model, data.resolve_data_config, timm.data = create_model, resolve_data_config, data
-    monkeypatch.setitem(sys.modules, "timm", timm)
-    monkeypatch.setitem(sys.modules, "timm.data", data)
-    return calls
-
-
-def test_timm_teacher_uses_create_model_and_its_data_config(fake_timm):
-    t = build_teacher("timm:fake_net")
-    assert fake_timm["create"] == ("fake_net", True, 0)
-    assert t.dim == 3 and t.preprocess_config()["resolution"] == 16 and t.preprocess_config()["resize"] == "bicubic"
-    imgs = np.full((2, 7, 9), 204, dtype=np.uint8)  # constant gray 0.8: resizing keeps it constant
-    with torch.inference_mode():
-        got = t.encode(imgs)
-    expected = (0.8 - np.array([0.5, 0.25, 0.0])) / np.array([0.5, 0.25, 1.0])
-    np.testing.assert_allclose(got, np.tile(expected, (2, 1)), rtol=1e-4)
-    assert "timm=0.0-fake" in t.version

@@ -96,6 +96,17 @@ def _read_json(path: Path, what: str) -> Any:
         raise FeatureStoreError(f"{what} {path} is unreadable ({exc}); delete the store and re-run `aft extract`") from None
 
 
+def teacher_blocks(teacher: str, preprocess: Any, dim: int) -> dict[str, tuple[int, int]]:
+    """``{teacher: (0, dim)}``, or one ``"<teacher>[layer=i]"`` block per layer of a multi-layer teacher."""
+    blocks = preprocess.get("blocks") if isinstance(preprocess, dict) else None
+    if not isinstance(blocks, dict) or not blocks:
+        return {teacher: (0, dim)}
+    ranges = {f"{teacher}[{key}]": (int(a), int(b)) for key, (a, b) in sorted(blocks.items(), key=lambda kv: kv[1][0])}
+    if max(b for _, b in ranges.values()) != dim:
+        raise FeatureStoreError(f"feature store of {teacher!r}: its blocks do not cover its {dim} columns; re-run `aft extract`")
+    return ranges
+
+
 class FeatureStore:
     """A finalized feature store, memory-mapped read-only. Implements `TeacherFeatureSource`.
 
@@ -118,7 +129,7 @@ class FeatureStore:
         self.count, self.num_views, self.dim = (int(s) for s in array.shape)
         self.dtype = str(manifest["dtype"])
         self.teacher = str(manifest["teacher"]["name"])
-        self.column_ranges = {self.teacher: (0, self.dim)}
+        self.column_ranges = teacher_blocks(self.teacher, manifest["teacher"].get("preprocess"), self.dim)
         self._index = {sid: i for i, sid in enumerate(ids)}
 
     # ------------------------------------------------------------------ opening
@@ -428,9 +439,15 @@ class ConcatenatedFeatures:
             raise FeatureStoreError("no teacher features to concatenate; name at least one teacher")
         self.sources = dict(sources)
         self.column_ranges: dict[str, tuple[int, int]] = {}
+        self._source_ranges: dict[str, tuple[int, int]] = {}
         offset = 0
         for name, src in self.sources.items():
-            self.column_ranges[name] = (offset, offset + int(src.dim))
+            self._source_ranges[name] = (offset, offset + int(src.dim))
+            inner = getattr(src, "column_ranges", None) or {name: (0, int(src.dim))}
+            if len(inner) == 1:  # one block: keyed by the name it was asked for
+                inner = {name: (0, int(src.dim))}
+            for key, (a, b) in inner.items():  # a multi-layer teacher: one block per layer
+                self.column_ranges[key] = (offset + a, offset + b)
             offset += int(src.dim)
         self.dim = offset
         self.num_views = min(int(s.num_views) for s in self.sources.values())
@@ -442,7 +459,7 @@ class ConcatenatedFeatures:
             return np.asarray(src.get(ids, views), dtype=np.float32)
         out = np.empty((len(ids), self.dim), dtype=np.float32)
         for name, src in self.sources.items():
-            start, end = self.column_ranges[name]
+            start, end = self._source_ranges[name]
             out[:, start:end] = src.get(ids, views)
         return out
 

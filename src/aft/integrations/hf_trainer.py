@@ -303,7 +303,8 @@ class AFTTrainer(Trainer):
             for name, values in self._reg_metrics.items():
                 logs[f"aft/{name}"] = float(np.mean(values))
             self._reg_metrics.clear()
-        super().log(logs, start_time)
+        # transformers < 4.47 has Trainer.log(logs) and never passes start_time
+        super().log(logs) if start_time is None else super().log(logs, start_time)
 
     # ------------------------------------------------------------------ checkpoints
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:

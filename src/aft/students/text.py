@@ -230,16 +230,33 @@ def _minilm_student(num_classes: int, max_len: int = 128, path: str | None = Non
     return student
 
 
-def _hf_student(num_classes: int, model_id: str, max_len: int = 128, trust_remote_code: bool = False) -> TransformerStudent:
-    """``hf:<id>``; `trust_remote_code` (never saved with the run) lets the model run its own Python code."""
-    from transformers import AutoModel, AutoTokenizer
+def _hf_student(num_classes: int, model_id: str, max_len: int = 128, trust_remote_code: bool = False,
+                pooling: str | None = None) -> Student:
+    """``hf:<id>``; `trust_remote_code` (never saved with the run) lets the model run its own Python code.
+
+    Text encoders give a `TransformerStudent`; image encoders (a config with image channels, e.g.
+    ViT-Tiny, DeiT-Tiny, ConvNeXt) an `aft.students.vision.HFVisionStudent` with its own image processor.
+    """
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    from aft.teachers.hf import hf_kind
 
     kw = {"trust_remote_code": trust_remote_code is True}
     try:
+        config = AutoConfig.from_pretrained(model_id, **kw)
         model = AutoModel.from_pretrained(model_id, **kw)
+        if hf_kind(config) == "vision":
+            from transformers import AutoImageProcessor
+
+            from aft.students.vision import HFVisionStudent
+
+            processor = AutoImageProcessor.from_pretrained(model_id, **kw)
+            return HFVisionStudent(num_classes, model_id, pooling=pooling, processor=processor, model=model)
         tok = AutoTokenizer.from_pretrained(model_id, **kw)
     except (OSError, ValueError) as exc:
         raise _load_error("hf", model_id, exc) from None
+    if pooling not in (None, "mean"):
+        raise ConfigError(f"text student hf:{model_id} pools by the masked mean; drop pooling={pooling!r}")
     return TransformerStudent(num_classes, model, tok, max_len, {"model_id": model_id, "max_len": max_len}, "hf")
 
 

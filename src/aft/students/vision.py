@@ -1,4 +1,5 @@
-"""Image students: `cnn-small` (28x28 gray, < 93k parameters) and `timm:<name>` (needs timm)."""
+"""Image students: `cnn-small` (28x28 gray, < 93k parameters), `timm:<name>` (needs timm) and
+transformers image encoders (``hf:<id>``, built through `aft.students.text`'s ``hf`` factory)."""
 
 from __future__ import annotations
 
@@ -97,7 +98,7 @@ class TimmStudent(Student):
         try:
             self.backbone = timm.create_model(model_name, pretrained=bool(pretrained), num_classes=0)
         except RuntimeError as exc:
-            raise ConfigError(f"timm model {model_name!r} unavailable: {exc}") from None
+            raise ConfigError(f"timm model {model_name!r} unavailable: {str(exc).splitlines()[0]}") from None
         cfg = getattr(self.backbone, "pretrained_cfg", {}) or {}
         size = cfg.get("input_size", (3, 224, 224))
         self.in_chans = int(size[0])
@@ -106,7 +107,13 @@ class TimmStudent(Student):
                              persistent=False)
         self.register_buffer("std", torch.tensor(cfg.get("std", (0.5,) * 3)).view(1, -1, 1, 1)[:, :self.in_chans],
                              persistent=False)
-        self.head = nn.Linear(int(self.backbone.num_features), num_classes)
+        # the pooled width is not num_features for models with a head stage (MobileNetV3: 288 -> 1024)
+        was_training = self.backbone.training
+        self.backbone.eval()
+        with torch.no_grad():
+            width = int(self.backbone(self.example_input()).flatten(1).shape[1])
+        self.backbone.train(was_training)
+        self.head = nn.Linear(width, num_classes)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         feats = self.backbone((x - self.mean) / self.std)
@@ -120,3 +127,65 @@ class TimmStudent(Student):
 
 
 STUDENTS.add("timm", TimmStudent)
+
+
+class HFVisionStudent(Student):
+    """A pre-trained transformers image encoder (``hf:<id-or-folder>``: ViT-Tiny, DeiT-Tiny, ConvNeXt...) + a new head.
+
+    Inputs go through the model's own image processor (``AutoImageProcessor``); the features phi
+    are what that family's image classifier feeds its head: the CLS token (ViT, DeiT, DINOv2),
+    the pooled output (ConvNeXt, CLIP / SigLIP towers) or the patch-token mean (``pooling=``).
+
+    Args:
+        num_classes: output classes.
+        model_id: hub id or local folder (model + image processor).
+        pooling: ``"cls"``, ``"mean"``, ``"pooler"`` or ``"cls+mean"`` (default by model type).
+        trust_remote_code: allow the model's own code (never saved with the run).
+    """
+
+    name = "hf"
+    modality = "image"
+
+    def __init__(self, num_classes: int, model_id: str, pooling: str | None = None, processor: Any = None,
+                 model: Any = None) -> None:
+        from aft.teachers.hf import DEFAULT_VISION_POOLING, VISION_POOLINGS, prefix_tokens
+
+        super().__init__(num_classes, {"model_id": model_id, "pooling": pooling})
+        self.encoder = model
+        self.processor = processor
+        self.n_prefix = prefix_tokens(model.config)
+        mt = model.config.model_type
+        self.pooling = pooling or DEFAULT_VISION_POOLING.get(mt, "cls" if self.n_prefix else "mean")
+        if self.pooling not in VISION_POOLINGS:
+            raise ConfigError(f"unknown pooling {self.pooling!r}; use one of {', '.join(VISION_POOLINGS)}")
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            width = int(self._features(self.example_input()).shape[1])
+        model.train(was_training)
+        self.head = nn.Linear(width, num_classes)
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        from aft.teachers.hf import pool_tokens
+
+        out = self.encoder(pixel_values=x)
+        if self.pooling == "pooler":
+            if getattr(out, "pooler_output", None) is None:
+                raise ConfigError("this model has no pooler output; use pooling='cls' or 'mean'")
+            return out.pooler_output.flatten(1)
+        return pool_tokens(out.last_hidden_state, self.pooling, self.n_prefix)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = self._features(x)
+        return self.head(feats), feats
+
+    def preprocess(self, raw_inputs: np.ndarray | Sequence[Any]) -> torch.Tensor:
+        from aft.teachers.hf import images_to_rgb_list
+
+        arr = np.asarray(raw_inputs)
+        if arr.ndim not in (3, 4):
+            raise DataError(f"expected images (N,H,W) or (N,H,W,3), got array of shape {arr.shape}")
+        return self.processor(images=images_to_rgb_list(arr), return_tensors="pt")["pixel_values"].float()
+
+    def example_input(self) -> torch.Tensor:
+        return self.preprocess(np.zeros((2, 32, 32, 3), np.uint8))

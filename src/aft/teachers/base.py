@@ -305,6 +305,13 @@ def build_teacher(name: str, **options: Any) -> Teacher:
         if prefix not in TEACHER_PREFIXES:
             valid = ", ".join(f"{p}:" for p in TEACHER_PREFIXES.names())
             raise UnknownNameError(f"unknown teacher prefix {prefix + ':'!r}; valid prefixes: {valid}")
+        target, in_name = split_name_options(target)
+        clash = sorted(set(in_name) & set(opts))
+        if clash:
+            raise ConfigError(f"teacher {name!r} sets {clash[0]!r} in its name and as an option; give it once")
+        opts.update(in_name)
+        if in_name and "name" not in opts:  # the store key is the name as written
+            opts["name"] = name
         if not target:
             raise ConfigError(f"teacher {name!r} names no model; write {prefix}:<path-or-id>")
         factory = TEACHER_PREFIXES.get(prefix)
@@ -321,6 +328,86 @@ def build_teacher(name: str, **options: Any) -> Teacher:
     raise UnknownNameError(f"unknown teacher {name!r}; valid teachers: {valid}")
 
 
+def split_name_options(target: str) -> tuple[str, dict[str, str]]:
+    """``"path?pooling=cls&layers=4,8"`` -> ``("path", {"pooling": "cls", "layers": "4,8"})``.
+
+    Options written into a prefixed teacher name (the CLI's way to pass them) are part of the name,
+    so features made with other options go to another store.
+
+    >>> split_name_options("org/model?pooling=cls&max_length=64")
+    ('org/model', {'pooling': 'cls', 'max_length': 64})
+    """
+    base, sep, query = target.partition("?")
+    if not sep:
+        return target, {}
+    opts: dict[str, str] = {}
+    for part in filter(None, query.split("&")):
+        key, eq, value = part.partition("=")
+        if not eq or not key or not re.fullmatch(r"[a-z_]+", key):
+            raise ConfigError(f"bad teacher option {part!r} in {target!r}; write name?key=value&key2=value2")
+        if key in opts:
+            raise ConfigError(f"teacher option {key!r} given twice in {target!r}")
+        opts[key] = _name_value(value)
+    return base, opts
+
+
+def _name_value(text: str) -> Any:
+    """An option value written in a name: ``"64"`` -> 64, ``"true"``/``"false"`` -> bool, else the text."""
+    if re.fullmatch(r"-?\d+", text):
+        return int(text)
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def options_name(prefix: str, target: str, options: dict[str, Any], defaults: dict[str, Any]) -> str:
+    """The canonical teacher name: ``prefix:target`` plus ``?k=v&...`` for options that differ from the defaults.
+
+    >>> options_name("hf", "m", {"pooling": "cls", "layers": (4, 8)}, {"pooling": "mean", "layers": None})
+    'hf:m?layers=4+8&pooling=cls'
+    """
+    def text(v: Any) -> str:
+        if isinstance(v, (list, tuple)):
+            return "+".join(text(x) for x in v)  # not ",": `--teachers` is comma-separated
+        return str(v).lower() if isinstance(v, bool) else str(v)
+
+    parts = [f"{k}={text(v)}" for k, v in sorted(options.items()) if v is not None and v != defaults.get(k)]
+    return f"{prefix}:{target}" + ("?" + "&".join(parts) if parts else "")
+
+
+def as_bool(value: Any, what: str) -> bool:
+    """A bool from ``True``/``"true"``/``"1"``/``"yes"`` (and their negations), else a `ConfigError`."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{what} must be true or false, got {value!r}")
+
+
+def as_layers(value: Any) -> tuple[int, ...] | None:
+    """Hidden-layer indices from ``None``, an int, a list, or ``"4+8"`` / ``"4,8"`` / ``"-1"`` (a string from a name)."""
+    if value is None:
+        return None
+    items = value.replace("+", ",").split(",") if isinstance(value, str) else (value if isinstance(value, (list, tuple)) else [value])
+    try:
+        layers = tuple(int(str(v).strip()) for v in items)
+    except ValueError:
+        raise ConfigError(f"layers must be integers (e.g. 4 or 4+8+-1), got {value!r}") from None
+    if not layers or len(set(layers)) != len(layers):
+        raise ConfigError(f"layers must name distinct layer indices, got {value!r}")
+    return layers
+
+
+def layer_blocks(layers: Sequence[int], dims: Sequence[int]) -> dict[str, list[int]]:
+    """``{"layer=4": [0, d4], "layer=8": [d4, d4 + d8]}``: the column block of each layer's features."""
+    blocks, start = {}, 0
+    for layer, dim in zip(layers, dims, strict=True):
+        blocks[f"layer={layer}"] = [start, start + int(dim)]
+        start += int(dim)
+    return blocks
+
+
 def _shorten(text: str, limit: int = 120) -> str:
     return text if len(text) <= limit else f"{text[:60]}...{text[-40:]} ({len(text)} characters)"
 
@@ -332,5 +419,7 @@ def _first_line(exc: BaseException) -> str:
 
 def _ensure_builtins() -> None:
     """Import the adapter modules so that they register themselves."""
+    import aft.teachers.hf  # noqa: F401
+    import aft.teachers.openclip  # noqa: F401
     import aft.teachers.text  # noqa: F401
     import aft.teachers.vision  # noqa: F401

@@ -17,7 +17,7 @@ import torch
 
 from aft.errors import ConfigError
 from aft.teachers._assets import asset_path
-from aft.teachers.base import TEACHER_PREFIXES, TEACHERS, Teacher, TeacherInputs, files_version
+from aft.teachers.base import TEACHER_PREFIXES, TEACHERS, Teacher, TeacherInputs, as_bool, files_version
 
 
 def _pkg_version(name: str) -> str:
@@ -59,7 +59,7 @@ class SentenceTransformerTeacher(Teacher):
         self.path = str(path_or_id)
         self.name = name or f"st:{path_or_id}"
         self.device = device
-        self.normalize = normalize
+        self.normalize = as_bool(normalize, "normalize")  # "false" from a name is False
         self.model = SentenceTransformer(self.path, device=device, local_files_only=local)
         self.model.eval()
         if max_seq_length is not None:
@@ -93,12 +93,16 @@ class SentenceTransformerTeacher(Teacher):
 class HFTeacher(Teacher):
     """A transformers encoder (``AutoModel`` + ``AutoTokenizer``) with mean or CLS pooling.
 
+    Built by ``hf:<id-or-folder>`` for encoder models (`aft.teachers.hf` picks the adapter).
+
     Args:
         path_or_id: a local folder saved with ``save_pretrained`` (model + tokenizer), or a hub id.
         pooling: ``"mean"`` (over non-padding tokens) or ``"cls"`` (first token).
+        layers: hidden-state index or indices (0 = embeddings, -1 = last); several give one
+            column block per layer. Default: the last hidden state.
         max_length: truncation length in tokens.
         trust_remote_code: allow the model's own Python code (off unless you trust it).
-        name: store key (default ``"hf:<path_or_id>"``).
+        name: store key (default ``"hf:<path_or_id>"`` plus the non-default options).
         device: torch device.
     """
 
@@ -109,24 +113,32 @@ class HFTeacher(Teacher):
         path_or_id: str | Path,
         pooling: str = "mean",
         max_length: int = 256,
-        trust_remote_code: bool = False,
+        trust_remote_code: Any = False,
         name: str | None = None,
         device: str = "cpu",
+        layers: Any = None,
     ) -> None:
         from transformers import AutoModel, AutoTokenizer
 
+        from aft.teachers.base import as_layers, layer_blocks, options_name
+        from aft.teachers.hf import load_kwargs
+
         if pooling not in ("mean", "cls"):
             raise ConfigError(f"unknown pooling {pooling!r}; use 'mean' or 'cls'")
-        local = Path(path_or_id).is_dir()
         self.path = str(path_or_id)
-        self.name = name or f"hf:{path_or_id}"
         self.pooling = pooling
+        self.layers = as_layers(layers)
         self.max_length = int(max_length)
         self.device = device
-        kw = {"trust_remote_code": bool(trust_remote_code), "local_files_only": local}
+        self.name = name or options_name("hf", self.path, {"pooling": pooling, "layers": self.layers},
+                                         {"pooling": "mean", "layers": None})
+        kw = load_kwargs(self.path, trust_remote_code)
         self.tokenizer = AutoTokenizer.from_pretrained(self.path, **kw)
         self.model = AutoModel.from_pretrained(self.path, **kw).to(device).eval()
-        self.dim = int(self.model.config.hidden_size)
+        hidden = int(self.model.config.hidden_size)
+        self._dims = [hidden] * (len(self.layers) if self.layers else 1)
+        self._blocks = layer_blocks(self.layers, self._dims) if self.layers and len(self.layers) > 1 else None
+        self.dim = sum(self._dims)
         self._version: str | None = None
 
     @property
@@ -136,22 +148,30 @@ class HFTeacher(Teacher):
         return self._version
 
     def preprocess_config(self) -> dict[str, Any]:
-        return {"tokenizer": type(self.tokenizer).__name__, "max_length": self.max_length, "pooling": self.pooling}
+        cfg: dict[str, Any] = {"tokenizer": type(self.tokenizer).__name__, "max_length": self.max_length,
+                               "pooling": self.pooling}
+        if self.layers is not None:
+            cfg["layers"] = list(self.layers)
+        if self._blocks:
+            cfg["blocks"] = self._blocks
+        return cfg
 
     @torch.inference_mode()
     def encode(self, inputs: TeacherInputs) -> np.ndarray:
+        from aft.teachers.hf import masked_mean, pick_layers
+
         self.check_inputs(inputs)
         enc = self.tokenizer(
             list(inputs), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
         )
         enc = {k: v.to(self.device) for k, v in enc.items()}
-        hidden = self.model(**enc).last_hidden_state
+        out = self.model(**enc, output_hidden_states=self.layers is not None)
+        hidden = [out.last_hidden_state] if self.layers is None else pick_layers(out.hidden_states, self.layers, self.name)
         if self.pooling == "cls":
-            pooled = hidden[:, 0]
+            pooled = [h[:, 0] for h in hidden]
         else:
-            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
-        return pooled.float().cpu().numpy()
+            pooled = [masked_mean(h, enc["attention_mask"]) for h in hidden]
+        return torch.cat(pooled, dim=1).float().cpu().numpy()
 
 
 class WordLlamaTeacher(Teacher):
@@ -214,4 +234,3 @@ TEACHERS.add("minilm", _minilm)
 TEACHERS.add("mpnet", _mpnet)
 TEACHERS.add("wordllama", WordLlamaTeacher)
 TEACHER_PREFIXES.add("st", SentenceTransformerTeacher)
-TEACHER_PREFIXES.add("hf", HFTeacher)

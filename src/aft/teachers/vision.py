@@ -147,17 +147,24 @@ class EfficientNetLiteTeacher(Teacher):
 class TimmTeacher(Teacher):
     """A timm model: ``timm.create_model(name, pretrained=True, num_classes=0)`` gives pooled features.
 
+    Features are the input of the classifier head (``forward_head(forward_features(x),
+    pre_logits=True)``): for models with a head stage (MobileNetV3's 1x1 conv to 1024, ConvNeXt's
+    norm) that is not ``num_features`` wide, so the width is found by one forward pass. With
+    ``layers=`` the features are the spatial means of intermediate feature maps
+    (``forward_intermediates``; for ViTs the patch tokens), one column block per layer.
+
     Preprocessing follows ``timm.data.resolve_data_config({}, model=model)``: resize to its
     ``input_size`` (no center crop), scale to [0, 1], normalize by its mean/std; gray images are
     repeated to 3 channels. Pretrained weights come from the Hugging Face hub (network) or timm's
-    cache; pass ``pretrained=False`` for a random model. timm needs torchvision, which cannot be
-    installed beside the pinned CPU torch of aft's CI, so the tests exercise this adapter with a
-    small fake ``timm`` module; real users install ``timm`` and name any timm model.
+    cache; ``pretrained=False`` gives a random model.
 
     Args:
         model_name: a timm model name (``"resnet50"``, ``"vit_small_patch14_dinov2.lvd142m"``...).
         pretrained: load pretrained weights.
         resolution: override the model's input side in pixels.
+        img_size: passed to ``create_model`` (ViTs: build the position embedding for this side;
+            also the default resolution).
+        layers: intermediate block index or indices (``forward_intermediates`` numbering; -1 = last).
         device: torch device.
     """
 
@@ -166,35 +173,51 @@ class TimmTeacher(Teacher):
     def __init__(
         self,
         model_name: str,
-        pretrained: bool = True,
+        pretrained: Any = True,
         resolution: int | None = None,
         device: str = "cpu",
         name: str | None = None,
+        img_size: int | None = None,
+        layers: Any = None,
     ) -> None:
+        from aft.teachers.base import as_bool, as_layers, layer_blocks, options_name
+
         if resolution is not None:
             check_resolution(resolution)
         try:
             import timm
             import timm.data
         except ImportError as exc:
-            raise ConfigError(f"timm teachers need the timm package ({exc}); pip install timm") from None
+            raise ConfigError(f"timm teachers need the timm package ({exc}); pip install timm torchvision") from None
         self.timm = timm
         self.model_name = model_name
-        self.pretrained = bool(pretrained)
-        self.name = name or f"timm:{model_name}"
+        self.pretrained = as_bool(pretrained, "pretrained")
+        self.layers = as_layers(layers)
+        self.img_size = None if img_size is None else check_resolution(int(img_size))
         self.device = device
-        model = timm.create_model(model_name, pretrained=self.pretrained, num_classes=0)
+        kwargs: dict[str, Any] = {} if self.img_size is None else {"img_size": self.img_size}
+        try:
+            model = timm.create_model(model_name, pretrained=self.pretrained, num_classes=0, **kwargs)
+        except RuntimeError as exc:  # unknown model name, no weights offline
+            raise ConfigError(f"timm model {model_name!r} unavailable: {str(exc).splitlines()[0]}") from None
+        if self.layers is not None and not hasattr(model, "forward_intermediates"):
+            raise ConfigError(f"timm model {model_name!r} has no forward_intermediates; drop layers=")
         self.model = model.to(device).eval()
         cfg = dict(timm.data.resolve_data_config({}, model=model))
         size = cfg.get("input_size", (3, 224, 224))
-        self.resolution = int(resolution) if resolution is not None else int(size[-1])
+        self.resolution = int(resolution or self.img_size or size[-1])
         self.mean = [float(v) for v in cfg.get("mean", (0.485, 0.456, 0.406))]
         self.std = [float(v) for v in cfg.get("std", (0.229, 0.224, 0.225))]
         interp = str(cfg.get("interpolation", "bilinear"))
         self.interpolation = interp if interp in ("bilinear", "bicubic", "nearest") else "bilinear"
-        self.dim = int(getattr(model, "num_features", 0) or 0)
-        if self.dim <= 0:
-            raise ConfigError(f"timm model {model_name!r} does not report num_features; wrap it in ModuleTeacher")
+        self.name = name or options_name(
+            "timm", model_name, {"pretrained": self.pretrained, "img_size": self.img_size, "layers": self.layers},
+            {"pretrained": True, "img_size": None, "layers": None})
+        with torch.inference_mode():
+            probe = torch.zeros(1, 3, self.resolution, self.resolution, device=device)
+            self._dims = [int(b.shape[1]) for b in self._blocks(probe)]
+        self.dim = sum(self._dims)
+        self._block_ranges = layer_blocks(self.layers, self._dims) if self.layers and len(self.layers) > 1 else None
 
     @property
     def version(self) -> str:
@@ -202,28 +225,38 @@ class TimmTeacher(Teacher):
         return f"timm={getattr(self.timm, '__version__', 'unknown')};{self.model_name};pretrained={self.pretrained};tag={tag}"
 
     def preprocess_config(self) -> dict[str, Any]:
-        return {
+        cfg: dict[str, Any] = {
             "resolution": self.resolution,
             "resize": self.interpolation,
             "scale": "[0, 1]",
             "mean": self.mean,
             "std": self.std,
             "gray": "repeat to 3 channels",
+            "features": "pre-logits" if self.layers is None else "mean of intermediate feature maps",
         }
+        if self.layers is not None:
+            cfg["layers"] = list(self.layers)
+        if self.img_size is not None:
+            cfg["img_size"] = self.img_size
+        if self._block_ranges:
+            cfg["blocks"] = self._block_ranges
+        return cfg
+
+    def _blocks(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if self.layers is None:
+            out = self.model(x)  # num_classes=0: forward_head(..., pre_logits=True)
+            return [out.flatten(2).mean(2) if out.ndim > 2 else out]
+        maps = self.model.forward_intermediates(x, indices=list(self.layers), intermediates_only=True)
+        return [m.flatten(2).mean(2) if m.ndim > 2 else m for m in maps]
 
     @torch.inference_mode()
     def encode(self, inputs: TeacherInputs) -> np.ndarray:
-        import torch
-
         self.check_inputs(inputs)
         x = images_to_tensor(np.asarray(inputs), channels=3).to(self.device)
         x = _resize(x, self.resolution, self.interpolation)
         mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
-        out = self.model((x - mean) / std)
-        if out.ndim > 2:
-            out = out.flatten(2).mean(2)
-        return out.float().cpu().numpy()
+        return torch.cat(self._blocks((x - mean) / std), dim=1).float().cpu().numpy()
 
 
 def _efficientnet(variant: str):

@@ -457,7 +457,7 @@ def _train(
                     raise
                 features = open_features(cfg.feature_store, cfg.teachers, source_split, **view_kw)
         elif cfg.teachers:
-            have = set(getattr(features, "column_ranges", {}))
+            have = set(getattr(features, "column_ranges", {})) | set(getattr(features, "sources", {}))
             missing = [t for t in cfg.teachers if t not in have]
             if missing:
                 raise ConfigError(f"teacher {missing[0]!r} not in the given features; available: {', '.join(sorted(have))}")
