@@ -732,8 +732,55 @@ def render(records: list[dict], mach: str, run_id: str, args: argparse.Namespace
         L.append("- `aft demo` and the quick suite: not timed in this run (pass `--end-to-end`).")
     L.append(("- These runs together" if ", " in run_id else "- This suite") + f": {wall_s:.0f} s wall time"
              + (" (--quick)." if quick else "."))
-    L += ["", SCALING]
+    L += ["", *render_gpu(gpu_records()), SCALING]
     return "\n".join(L) + "\n"
+
+
+GPU_RECORDS = RESULTS / "gpu.jsonl"
+
+
+def gpu_records(path: Path | None = None) -> list[dict]:
+    """The records of the newest non-smoke run of benchmarks/gpu_check.py (empty: never run on a GPU)."""
+    path = path or GPU_RECORDS
+    if not path.exists():
+        return []
+    recs = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    recs = [r for r in recs if not r.get("smoke")]
+    return [r for r in recs if r["run_id"] == recs[-1]["run_id"]] if recs else []
+
+
+def render_gpu(recs: list[dict]) -> list[str]:
+    """Section "GPU" from gpu_check.py's records; says so when no GPU run exists."""
+    L = ["## GPU: ViT-S student with a 1,536-dim teacher, DINOv2-B-sized extraction (bf16)", ""]
+    if not recs:
+        return L + ["Not run yet: no GPU was lent to this project's tasks so far. `benchmarks/gpu_check.py` "
+                    "measures it on a CUDA machine and appends its records to `benchmarks/results/gpu.jsonl`, "
+                    "which this section renders (`--smoke` runs it with tiny sizes on any device; the test "
+                    "suite does).", ""]
+    L += [f"Machine: {recs[0]['machine']}, run id `{recs[0]['run_id']}` ({recs[0]['date']}). "
+          "`python benchmarks/gpu_check.py`.", ""]
+    st = [r for r in recs if r["part"] == "gpu_step_ratio"]
+    if st:
+        L += ["The real loop with a ViT-S/16-sized `transformers.ViTModel` (random init) as `student_module`, bf16 "
+              "autocast, `beta_warmup: 0`, random 1,536-dim teacher features in RAM; STL, AFT and A/A STL "
+              "lock-stepped (CUDA synchronized before each clock read), median of per-pair ratios, 95 % bootstrap "
+              "interval.", "",
+              "| batch | FLOP floor | STL ms/step | AFT ms/step | AFT / STL [95 % CI] | A/A [95 % CI] | pairs | "
+              "peak GiB |", "|---:|---:|---:|---:|---|---|---:|---:|"]
+        for r in st:
+            ms = r["median_step_ms"]
+            aa = r.get("aa_wall")
+            L.append(f"| {r['batch']} | {r['flop_ratio']} | {ms['stl']['wall']} | {ms['aft']['wall']} | "
+                     f"{_result_or_defect(r['aft_wall'], r['checks']['wall'])} | "
+                     f"{'' if aa is None else _ci(aa) + ('' if r['checks'].get('aa') == 'ok' else ' ' + r['checks']['aa'])}"
+                     f" | {r['runs'] * r['steps_per_run']} | {r.get('peak_mem_gib')} |")
+        L.append("")
+    for r in (r for r in recs if r["part"] == "gpu_extraction"):
+        ips = r["images_per_s"]
+        L += [f"Extraction, {r['teacher']}, batch {r['batch']}, forward only: **{ips['bf16']} images/s** with bf16 "
+              f"autocast vs {ips['fp32']} in fp32 (TF32 matmuls allowed): x{r['bf16_speedup']}; peak "
+              f"{r.get('peak_mem_gib')} GiB. The bare forward pass, not the project's extractor.", ""]
+    return L
 
 
 OVERHEAD_NOTES = """How to read it. *FLOP floor* = 1 + (forward + backward matmul/conv FLOPs of the AFT regularizer)
