@@ -6,11 +6,15 @@
 
 Parts (every ratio is measured inside this one run, interleaved, as medians of repeats):
 
-1. step overhead: the real training loop (`aft.training.train`) with AFT vs STL (method none), for
-   every built-in student at batch 128, with teacher features read per step by id from float16
-   FeatureStores of the suite teachers' dims (1280; 768, 384, 256 and the 1408 concatenation).
-   Per-step wall times come from the ``on_step`` hook; runs alternate STL/AFT. Beside each ratio,
-   the FLOP floor: 1 + regularizer FLOPs / student-step FLOPs (torch's FlopCounterMode).
+1. step overhead: the real training loop (`aft.training.train`, `beta_warmup: 0`) with AFT vs STL
+   (method none) and a second STL arm (A/A control), for every built-in student at batch 128,
+   with teacher features read per step by id from float16 FeatureStores of the suite teachers'
+   dims (1280; 768, 384, 256 and the 1408 concatenation). The arms run lock-stepped, one step
+   each in turn, in many short runs (benchmarks/overhead.py says why); ratios are medians of
+   per-pair ratios with 95 % bootstrap intervals, beside the FLOP floor (1 + regularizer FLOPs /
+   student-step FLOPs, torch's FlopCounterMode) and the time floor (the kernel products alone);
+   a ratio below 1, wholly below the floor, or with a too-wide interval is printed as a defect.
+   Threads are pinned (`--threads`, default 1; OMP/MKL_NUM_THREADS for subprocesses).
 2. store vs RAM: the AFT step of cnn-small with features from a memory-mapped store (float16 and
    float32, 40x more rows than the training set) vs an in-RAM float32 array (`InMemoryFeatures`).
 3. resident memory: RSS (anonymous and file-backed) while reading random batches of 128 ids from
@@ -24,7 +28,10 @@ Parts (every ratio is measured inside this one run, interleaved, as medians of r
    from such a cache; outputs go to a temporary folder.
 
 Every record is appended to benchmarks/results/performance.jsonl with the machine and a run id;
-docs/PERFORMANCE.md is regenerated from this run's records.
+docs/PERFORMANCE.md is regenerated from this run's records (``--render ID,ID`` merges runs, later
+parts replacing earlier ones). Blocks of the page fenced by ``<!-- BEGIN kept: NAME -->`` /
+``<!-- END kept: NAME -->`` belong to other scripts and are carried over verbatim. The "GPU"
+section renders the newest run in benchmarks/results/gpu.jsonl (benchmarks/gpu_check.py).
 """
 
 from __future__ import annotations
@@ -607,6 +614,14 @@ def render_overhead(ov: list[dict]) -> list[str]:
     return L
 
 
+GPU_NOTES = """Host syncs to watch on a GPU (read from the code, not yet measured): the kernel methods'
+NaN/Inf check reads the scalar loss back every step (`check_finite_output`), and while the gate of
+`beta_warmup: auto` is closed the loop reads the task loss back every step (STL's too, since its
+beta is positive); each read makes the host wait for the device before it queues the next step.
+The benchmark uses `beta_warmup: 0`, so only the first is in its AFT arm; a ratio well above
+the FLOP floor at batch 128 that shrinks at 512 points at it."""
+
+
 def render(records: list[dict], mach: str, run_id: str, args: argparse.Namespace, wall_s: float) -> str:
     quick = args.quick
     flags = "".join(f" {f}" for f, on in (("--quick", quick), ("--end-to-end", args.end_to_end),
@@ -756,7 +771,7 @@ def render_gpu(recs: list[dict]) -> list[str]:
         return L + ["Not run yet: no GPU was lent to this project's tasks so far. `benchmarks/gpu_check.py` "
                     "measures it on a CUDA machine and appends its records to `benchmarks/results/gpu.jsonl`, "
                     "which this section renders (`--smoke` runs it with tiny sizes on any device; the test "
-                    "suite does).", ""]
+                    "suite does).", "", GPU_NOTES, ""]
     L += [f"Machine: {recs[0]['machine']}, run id `{recs[0]['run_id']}` ({recs[0]['date']}). "
           "`python benchmarks/gpu_check.py`.", ""]
     st = [r for r in recs if r["part"] == "gpu_step_ratio"]
@@ -780,7 +795,7 @@ def render_gpu(recs: list[dict]) -> list[str]:
         L += [f"Extraction, {r['teacher']}, batch {r['batch']}, forward only: **{ips['bf16']} images/s** with bf16 "
               f"autocast vs {ips['fp32']} in fp32 (TF32 matmuls allowed): x{r['bf16_speedup']}; peak "
               f"{r.get('peak_mem_gib')} GiB. The bare forward pass, not the project's extractor.", ""]
-    return L
+    return L + [GPU_NOTES, ""]
 
 
 OVERHEAD_NOTES = """How to read it. *FLOP floor* = 1 + (forward + backward matmul/conv FLOPs of the AFT regularizer)
