@@ -15,8 +15,9 @@ Used by ``run_performance.py`` (part ``overhead``). Design (why each piece is th
   cancel in the per-pair ratio. Setup and the end-of-run evaluation hold the baton too (never
   overlap a timed step) and are not timed. The arm order rotates between runs, so no arm always
   runs first or after the same neighbour.
-* **Warm-up in each arm.** The first ``warmup`` steps of every arm (one-time kernel selection,
-  allocator growth, first touch of the feature store's pages) are dropped.
+* **Warm-up in each arm.** One whole lock-step run of every arm is discarded first (the first
+  run of a configuration in a process pays one-time costs past any warm-up steps), and then the
+  first ``warmup`` steps of every arm of every run are dropped.
 * **Threads pinned.** The caller pins torch's intra-/inter-op threads (1 by default, also
   through ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` for subprocesses); with one thread every op
   runs in the timed thread, so its CPU time (``time.thread_time``) is recorded beside the wall
@@ -144,6 +145,10 @@ def measure(make_config: Callable[[str], Any], run_arm: Callable[[Any, Callable]
     per_run: dict[str, dict[str, list[np.ndarray]]] = {k: {"wall": [], "cpu": []} for k in ("aft", "aa")}
     step_ms: dict[str, dict[str, list[float]]] = {a: {"wall": [], "cpu": []} for a in arms}
     t0 = time.perf_counter()
+    # one discarded run first: the first train() of a configuration in a process pays one-time costs
+    # (kernel/primitive selection for its shapes, allocator growth) well past its warm-up steps, and
+    # would bias whichever arm runs first (measured: A/A 0.84-0.88 in that run, 0.96-1.03 after it)
+    lockstep_run(make_config, run_arm, arms, warmup + 2, sync)
     for r in range(runs):
         k = r % len(arms)
         order = arms[k:] + arms[:k]

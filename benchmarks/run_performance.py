@@ -332,11 +332,15 @@ def part_overhead(args, tmp: Path, emit) -> None:
         floor = min(flops["flop_ratio"], time_floor)
         checks = {clock: ov.verdict(res[f"aft_{clock}"]["ratio"], res[f"aft_{clock}"]["ci95"], floor)
                   for clock in ("wall", "cpu")}
-        if "aa_wall" in res:
-            checks["aa"] = ov.aa_verdict(res["aa_wall"]["ci95"])
+        if "aa_cpu" in res:
+            checks["aa"] = ov.aa_verdict(res["aa_cpu"]["ci95"])
         # issue 21's target: within 3 % of the FLOP floor (judged on the wall ratio, only when it is a result)
-        checks["target"] = ("n/a: no result" if checks["wall"] != "ok" else
-                            "met" if res["aft_wall"]["ratio"] <= 1.03 * flops["flop_ratio"] else "missed")
+        # judged on thread CPU time with one thread (all the step's work, none of the waiting for a core
+        # that other processes cause), else on wall time
+        clock = "cpu" if args.threads == 1 else "wall"
+        checks["target"] = ("n/a: no result" if checks[clock] != "ok" else
+                            "met" if res[f"aft_{clock}"]["ratio"] <= 1.03 * flops["flop_ratio"] else "missed")
+        checks["judged_on"] = clock
         emit({"part": "overhead", "version": 2, "student": student, "options": options, "teachers": teachers,
               "d_psi": feats.dim, "batch": BATCH, "store_dtype": "float16", "beta_warmup": 0, **res, **flops,
               "kernel_products_ms": round(prod_ms, 3), "time_floor": time_floor, "floor": floor, "checks": checks})
@@ -586,11 +590,14 @@ def render_overhead(ov: list[dict]) -> list[str]:
               f"backward, Adam. STL, AFT and a second STL arm (A/A control) run lock-stepped, {r0['runs']} runs per "
               f"row (arm order rotated), {r0['warmup_steps']} warm-up steps dropped per arm, then the timed steps "
               "(column *pairs*). Ratios: median of the per-pair ratios (step i of one arm / step i of STL, the same "
-              "batch) with its 95 % two-level bootstrap interval (runs, then pairs), wall clock and thread CPU time.",
+              "batch) with its 95 % two-level bootstrap interval (runs, then pairs), in thread CPU time (the "
+              "judged clock: with one thread it holds all of a step's work and none of the waiting for a core that "
+              "other processes cause) and wall time.",
               "",
-              "| student | teachers | d_psi | FLOP floor | time floor | STL ms/step (wall / CPU) | "
-              "AFT ms/step (wall / CPU) | AFT / STL, wall [95 % CI] | AFT / STL, CPU [95 % CI] | "
-              "A/A STL / STL, wall [95 % CI] | within 3 % of FLOP floor | pairs | step CV (wall) | load avg (1 min) |",
+              "| student | teachers | d_psi | FLOP floor | time floor | STL ms/step (CPU / wall) | "
+              "AFT ms/step (CPU / wall) | AFT / STL, CPU [95 % CI] | AFT / STL, wall [95 % CI] | "
+              "A/A STL / STL, CPU [95 % CI] | within 3 % of FLOP floor | pairs | step CV (CPU / wall) | "
+              "load avg (1 min) |",
               "|---|---|---:|---:|---:|---:|---:|---|---|---|---|---:|---:|---|"]
     for r in ov:
         name = r["student"] + (f" (width {r['options']['width']})" if r.get("options", {}).get("width") else "")
@@ -603,12 +610,13 @@ def render_overhead(ov: list[dict]) -> list[str]:
                      "lock-stepped, no interval): re-run `--only overhead` | | | | | | |")
             continue
         ms, ck = r["median_step_ms"], r["checks"]
-        aa = r.get("aa_wall")
+        aa = r.get("aa_cpu") or r.get("aa_wall")
         aa_txt = "" if aa is None else (_ci(aa) if ck.get("aa") == "ok" else f"{_ci(aa)} **{ck['aa']}**")
+        cv = r["step_cv"]["stl"]
         L.append(f"| {name} | {teachers} | {r['d_psi']} | {r['flop_ratio']} | {r['time_floor']} | "
-                 f"{ms['stl']['wall']} / {ms['stl']['cpu']} | {ms['aft']['wall']} / {ms['aft']['cpu']} | "
-                 f"{_result_or_defect(r['aft_wall'], ck['wall'])} | {_result_or_defect(r['aft_cpu'], ck['cpu'])} | "
-                 f"{aa_txt} | {ck.get('target', '')} | {r['runs'] * r['steps_per_run']} | {r['step_cv']['stl']['wall']} | "
+                 f"{ms['stl']['cpu']} / {ms['stl']['wall']} | {ms['aft']['cpu']} / {ms['aft']['wall']} | "
+                 f"{_result_or_defect(r['aft_cpu'], ck['cpu'])} | {_result_or_defect(r['aft_wall'], ck['wall'])} | "
+                 f"{aa_txt} | {ck.get('target', '')} | {r['runs'] * r['steps_per_run']} | {cv['cpu']} / {cv['wall']} | "
                  f"{r['loadavg_1min'][0]} -> {r['loadavg_1min'][1]} |")
     L += ["", OVERHEAD_NOTES, ""]
     return L
@@ -826,8 +834,14 @@ pairs cannot resolve a 1-8 % effect against that; the old per-pair spreads (0.95
 are this effect, and the median of 5 ratios lands below 1 by chance. Now every row is many
 short runs, each a fresh set of allocations, and the interval resamples runs (not only steps),
 so it carries the run-to-run spread. (3) Order and warm-up: the old pairs ran STL first in 3 of
-5 repetitions and dropped only 3 steps; now every arm drops its own warm-up steps and the order
-rotates (each arm first equally often), and the A/A arm shows whether position still matters.
+5 repetitions and dropped only 3 steps, and the first run of a configuration in a process is
+slow as a whole (one-time kernel/primitive selection for new shapes, allocator growth): in 12-run
+A/A checks the first run's STL arm was 12-16 % slower than its twin (CPU A/A 0.84 and 0.88)
+while the other 11 runs stayed within 0.96-1.03, and that first run's AFT / STL read 0.95-0.98.
+That is how a ratio below 1 comes about. Now one whole lock-step run is discarded before the
+timed ones, every arm drops its own warm-up steps in every run, the order rotates (each arm
+first equally often), and the A/A arm shows whether position still matters. (Wall time under
+a load of 6-7 kept a per-run spread of several percent, CPU time did not: CPU time is judged.)
 (4) Work per step: both arms are the real loop with the same seed, batches and logging schedule;
 the `none` method's regularizer is a constant zero, so STL does nothing AFT skips. The lead's
 beta warm-up (`beta_warmup: auto`) computes the regularizer at beta 0 and adds a host read of the
