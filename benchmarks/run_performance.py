@@ -853,7 +853,7 @@ AFT call forward + backward is ~1.9 ms of thread CPU time, of which ~70 % is the
 (`aten::mm`/`addmm`); the feature lookup by id (128 ids, float16 -> float32) is ~0.09 ms; the
 rest is the B x d_psi element-wise work of centering and of the weight gradient. The regularizer
 runs at ~49 GFLOP/s against the cnn-small width-16 step's ~33 GFLOP/s. But the AFT step costs
-more than STL + one call: in the full run of 2026-12-01, AFT - STL was 3.4 ms of CPU per step for
+more than STL + one call: in full run 20261201-222443-95aad7 (in the records), AFT - STL was 3.4 ms of CPU per step for
 width 16 and 4.6 ms for width 32, against ~2.0 ms for the call plus the lookup in both (same
 d_phi = 128, d_psi = 1280). The remainder grows with the student (1.4 -> 2.6 ms), which points at
 the memory hierarchy rather than at the regularizer's own work: the call runs between the
