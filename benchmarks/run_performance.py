@@ -853,7 +853,7 @@ AFT call forward + backward is ~1.9 ms of thread CPU time, of which ~70 % is the
 (`aten::mm`/`addmm`); the feature lookup by id (128 ids, float16 -> float32) is ~0.09 ms; the
 rest is the B x d_psi element-wise work of centering and of the weight gradient. The regularizer
 runs at ~49 GFLOP/s against the cnn-small width-16 step's ~33 GFLOP/s. But the AFT step costs
-more than STL + one call: in the full run of 2026-12-01, AFT - STL was 3.4 ms of CPU per step for
+more than STL + one call: in full run 20261201-222443-95aad7 (in the records), AFT - STL was 3.4 ms of CPU per step for
 width 16 and 4.6 ms for width 32, against ~2.0 ms for the call plus the lookup in both (same
 d_phi = 128, d_psi = 1280). The remainder grows with the student (1.4 -> 2.6 ms), which points at
 the memory hierarchy rather than at the regularizer's own work: the call runs between the
@@ -866,7 +866,7 @@ backward, and a smaller footprint would need the weighted copy of Psi saved inst
 which divides by rho in the backward (not exact when rho underflows). For the embedding
 bag (`wordllama-bag`) the FLOP floor is not a bound: its step is the embedding lookup and the
 update of an 8.3M-parameter table (memory traffic, not FLOPs), so the time floor is the one that
-applies. Options that lower the floor, with what they cost: (a) fewer teacher dims: the kernel
+applies (the "within 3 %" column is met there trivially; compare its ratio with the time floor). Options that lower the floor, with what they cost: (a) fewer teacher dims: the kernel
 costs ~6 B^2 (d_phi + d_psi) FLOPs, so a single teacher instead of the 1408-dim concatenation
 cuts the regularizer's FLOPs by 30-75 % (mpnet 768, wordllama 256); on SpamAssassin n = 50
 (docs/RESULTS.md, AFT on wordllama-bag, 3 seeds) mpnet alone reached 83.82 +- 1.04 % against the
