@@ -124,7 +124,22 @@ DEFAULT_VISION_POOLING = {"clip_vision_model": "pooler", "siglip_vision_model": 
                           "convnextv2": "pooler", "dinov2": "cls", "vit": "cls"}
 
 
-class HFVisionTeacher(Teacher):
+class _HFVersioned:
+    """`version` of a transformers teacher: library version + weights digest (+ dtype), computed once."""
+
+    path: str
+    version_suffix = ""
+    _version: str | None = None
+
+    @property
+    def version(self) -> str:
+        if self._version is None:
+            self._version = (f"transformers={transformers_version()};weights={weights_version(self.path)}"
+                             + self.version_suffix)
+        return self._version
+
+
+class HFVisionTeacher(_HFVersioned, Teacher):
     """A transformers image encoder with its own image processor.
 
     Args:
@@ -164,17 +179,11 @@ class HFVisionTeacher(Teacher):
                                          {"pooling": default, "layers": None})
         self._dims = self._probe_dims()
         self.dim = sum(self._dims)
-        self._version: str | None = None
+        self._version = None
 
     def _probe_dims(self) -> list[int]:
         probe = np.zeros((1, 32, 32, 3), dtype=np.uint8)
         return [int(b.shape[1]) for b in self._blocks(probe)]
-
-    @property
-    def version(self) -> str:
-        if self._version is None:
-            self._version = f"transformers={transformers_version()};weights={weights_version(self.path)}"
-        return self._version
 
     def preprocess_config(self) -> dict[str, Any]:
         cfg: dict[str, Any] = {"processor": type(self.processor).__name__, "pooling": self.pooling,
@@ -207,7 +216,7 @@ class HFVisionTeacher(Teacher):
 
 
 # ------------------------------------------------------------------------------------ dual encoders
-class HFDualEncoderTeacher(Teacher):
+class HFDualEncoderTeacher(_HFVersioned, Teacher):
     """CLIP / SigLIP (``CLIPModel``, ``SiglipModel``...): projected image or text embeddings.
 
     Args:
@@ -247,13 +256,7 @@ class HFDualEncoderTeacher(Teacher):
         self.name = name or options_name("hf", self.path, {"modality": modality, "normalize": self.normalize},
                                          {"modality": "image", "normalize": False})
         self.dim = int(self._embed(["a"] if modality == "text" else np.zeros((1, 32, 32, 3), np.uint8)).shape[1])
-        self._version: str | None = None
-
-    @property
-    def version(self) -> str:
-        if self._version is None:
-            self._version = f"transformers={transformers_version()};weights={weights_version(self.path)}"
-        return self._version
+        self._version = None
 
     def preprocess_config(self) -> dict[str, Any]:
         cfg: dict[str, Any] = {"modality": self.modality, "normalize": self.normalize,
@@ -301,7 +304,7 @@ def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
 
 
-class HFDecoderTeacher(Teacher):
+class HFDecoderTeacher(_HFVersioned, Teacher):
     """A decoder LLM (GPT-2, Llama, Qwen, Mistral...) through ``AutoModel``: pooled hidden states.
 
     Texts are padded on the right (positions of real tokens never move, so a text gives the same
@@ -335,6 +338,7 @@ class HFDecoderTeacher(Teacher):
         self.layers = as_layers(layers)
         self.max_length = int(max_length)
         self.dtype = dtype
+        self.version_suffix = f";dtype={dtype}"
         self.tokenizer = AutoTokenizer.from_pretrained(self.path, **kw)
         if self.tokenizer.pad_token is None:
             fill = self.tokenizer.eos_token or self.tokenizer.unk_token
@@ -353,13 +357,7 @@ class HFDecoderTeacher(Teacher):
             {"pooling": "last", "layers": None, "dtype": None})
         self._dims = [int(b.shape[1]) for b in self._blocks(["a"])]
         self.dim = sum(self._dims)
-        self._version: str | None = None
-
-    @property
-    def version(self) -> str:
-        if self._version is None:
-            self._version = f"transformers={transformers_version()};weights={weights_version(self.path)};dtype={self.dtype}"
-        return self._version
+        self._version = None
 
     def preprocess_config(self) -> dict[str, Any]:
         cfg: dict[str, Any] = {"tokenizer": type(self.tokenizer).__name__, "max_length": self.max_length,
