@@ -109,6 +109,9 @@ def test_views_restrict_methods():
 def test_quick_is_small():
     q = _suite().quick()
     assert q.seeds == _suite().seeds[:3] and len(q.train_sizes) == 1 and len(q.beta_grid) == 2 and q.folds <= 3
+    # the budget stays the suite's: below it the methods are compared before STL has plateaued
+    long = _suite(train={"steps": 600, "batch_size": 8})
+    assert long.quick().train == long.train
 
 
 @pytest.mark.parametrize(

@@ -78,6 +78,27 @@ def test_choose_cv_uses_the_mean_over_folds_at_each_step():
     assert [s.beta for s in c.scores] == [1.0, 10.0] and c.scores[1].step == 10
 
 
+def test_cv_stopping_step_is_the_latest_within_one_standard_error_of_the_best():
+    folds = [{25: 0.40, 50: 0.62, 75: 0.55, 100: 0.58, 150: 0.50},
+             {25: 0.42, 50: 0.58, 75: 0.57, 100: 0.56, 150: 0.52},
+             {25: 0.38, 50: 0.60, 75: 0.59, 100: 0.57, 150: 0.48}]
+    c = choose_cv([_cv(1.0, f, d) for f, d in enumerate(folds)], folds=3)
+    # independent computation: best mean at 50 (0.60, se = std([.62, .58, .60]) / sqrt 3 = 0.01155);
+    # steps whose mean is >= 0.60 - se: 50 (0.60), 75 (0.5700 no), 100 (0.5700 no) -> a wider band below
+    mean = {s: np.mean([d[s] for d in folds]) for s in folds[0]}
+    se = np.std([d[50] for d in folds], ddof=1) / math.sqrt(3)
+    assert c.step == max(s for s in mean if mean[s] >= mean[50] - se - 1e-12) == 50
+    assert c.mean == pytest.approx(0.60) and c.se == pytest.approx(se)
+    # noisier folds: the band reaches step 100, which is chosen although 50 has the best mean
+    folds[0][50], folds[1][50] = 0.70, 0.50
+    c = choose_cv([_cv(1.0, f, d) for f, d in enumerate(folds)], folds=3)
+    se = np.std([d[50] for d in folds], ddof=1) / math.sqrt(3)
+    mean = {s: np.mean([d[s] for d in folds]) for s in folds[0]}
+    assert max(mean, key=mean.get) == 50 and mean[100] >= mean[50] - se and mean[150] < mean[50] - se
+    assert c.step == 100 and c.mean == pytest.approx(mean[50])
+    assert c.scores[0].folds == [d[50] for d in folds]
+
+
 def test_choose_cv_ties_go_to_the_smaller_beta_and_missing_folds_are_refused():
     recs = [_cv(b, f, {5: 0.5}) for b in (3.0, 0.3) for f in range(2)]
     assert choose("cv", recs).beta == 0.3

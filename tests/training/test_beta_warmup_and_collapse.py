@@ -72,6 +72,17 @@ def test_label_entropy_matches_the_definition():
     assert label_entropy(np.arange(10), 10) == pytest.approx(math.log(10))
 
 
+def test_spread_gate_opens_at_the_first_step_whose_features_spread_enough():
+    s = BetaSchedule(beta=2.0, warmup="spread", total_steps=100, chance_loss=2.3, spread_tau=0.2, ramp_frac=0.04)
+    assert s.wants_spread
+    spreads = [0.01, 0.05, 0.19, 0.21, 0.5]
+    for t, sp in enumerate(spreads):
+        s.observe(t, 2.3, sp)  # the task loss never leaves chance: only the spread can open the gate
+    first = next(t for t, sp in enumerate(spreads) if sp >= 0.2)
+    assert s.opened_at == first + 1 and not s.wants_spread
+    assert [s.value(t) for t in range(first + 1, first + 6)] == [0.5, 1.0, 1.5, 2.0, 2.0]
+
+
 def test_feature_spread_is_scale_free_and_zero_for_constant_rows():
     x = torch.randn(50, 8, dtype=torch.float64) + 3.0
     assert feature_spread(x) == pytest.approx(feature_spread(7.5 * x), rel=1e-9)
@@ -131,6 +142,29 @@ def test_loop_holds_beta_at_zero_until_the_gate_opens(splits, features):
     const = train(_cfg(beta_warmup=0), features=features, train_split=splits[0], student_module=seeded_net())
     assert all(r["beta"] == 1.0 for r in const.history if "beta" in r)
     assert res.collapse is not None and const.collapse is not None
+
+
+def test_loop_spread_gate_opens_at_the_first_batch_whose_features_spread_enough(splits, features):
+    spreads: list[float] = []
+
+    class Probe(TinyNet):
+        def forward(self, x):
+            logits, phi = super().forward(x)
+            if self.training:  # one training forward per step (single process, no accumulation)
+                phi = phi + 2.0 * 0.5 ** len(spreads)  # near-constant rows at first, spreading with steps
+                spreads.append(feature_spread(phi))
+            return logits, phi
+
+    torch.manual_seed(0)
+    res = train(_cfg(beta_warmup="spread"), features=features, train_split=splits[0], student_module=Probe(dropout=0.3))
+    # independent computation: the gate opens after the first step t whose batch spread >= 0.2 (or
+    # at open_by = 30 % of the steps); beta is then > 0 from step t + 1 on (logged as step t + 2)
+    t = next((i for i, sp in enumerate(spreads) if sp >= 0.2), math.ceil(0.3 * 30) - 1)
+    assert 2 <= t < 8, spreads  # the fixture makes the crossing fall inside the run
+    betas = {int(r["step"]): r["beta"] for r in res.history if "beta" in r}
+    assert all(betas[k] == 0.0 for k in betas if k <= t + 1)
+    assert betas[t + 2] > 0 and betas[30] == 1.0
+    assert json.loads(json.dumps(res.to_json())).get("beta_opened_at", t + 1) == t + 1
 
 
 def test_resume_inside_the_warmup_continues_the_same_gate(tmp_path, splits, features):

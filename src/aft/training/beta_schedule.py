@@ -13,8 +13,11 @@ i.e. until the mean task loss of the last `window` steps falls below ``(1 - drop
 entropy of the training labels, then ramps it linearly to beta over ``ramp_frac`` of the steps. If
 that has not happened after ``open_by`` of the steps, the gate opens anyway (the collapse check then
 says whether the run learnt). After the ramp the loss is exactly the paper's ``CE + beta * R``, so
-its optimum is unchanged. ``beta_warmup: N`` is a plain linear warm-up over N steps (0 = constant
-beta, the paper's schedule).
+its optimum is unchanged. ``beta_warmup: spread`` gates on the student's features instead (open
+once their relative spread across the batch reaches `spread_tau`, i.e. once R's gradient no longer
+blows up); on Fashion-MNIST's dev-set runs it was worse than the task gate at beta = 10
+(benchmarks/beta_gate_dev.py). ``beta_warmup: N`` is a plain linear warm-up over N steps (0 =
+constant beta, the paper's schedule).
 """
 
 from __future__ import annotations
@@ -34,19 +37,24 @@ def label_entropy(labels: np.ndarray | Any, num_classes: int) -> float:
     return float(-(p * np.log(p)).sum())
 
 
+GATES = ("auto", "loss", "spread")
+
+
 @dataclass
 class BetaSchedule:
     """Effective beta per optimizer step (see the module docstring).
 
     Args:
         beta: the configured weight.
-        warmup: ``"auto"`` (task-gated warm-up) or a number of linear warm-up steps (0 = off).
+        warmup: ``"auto"`` / ``"loss"`` (task-gated warm-up), ``"spread"`` (feature-gated) or a
+            number of linear warm-up steps (0 = off).
         total_steps: steps of the run.
         chance_loss: task loss of a student at chance (`label_entropy` of the training labels).
         drop: relative drop below `chance_loss` that counts as "left chance".
         window: task losses averaged for that test.
         ramp_frac: fraction of `total_steps` over which beta ramps up once the gate opens.
         open_by: fraction of `total_steps` after which the gate opens regardless.
+        spread_tau: relative feature spread that opens the ``spread`` gate.
 
     Example:
         >>> s = BetaSchedule(beta=10.0, warmup=4, total_steps=100, chance_loss=2.3)
@@ -62,16 +70,23 @@ class BetaSchedule:
     window: int = 5
     ramp_frac: float = 0.1
     open_by: float = 0.3
+    spread_tau: float = 0.2
     opened_at: int | None = None
     _recent: deque[float] = field(default_factory=deque, repr=False)
 
     @property
     def gated(self) -> bool:
         """True while the effective beta depends on the task loss (``auto``, gate still closed)."""
-        return self.warmup == "auto" and self.beta > 0 and self.opened_at is None
+        return self.warmup in GATES and self.beta > 0 and self.opened_at is None
 
-    def observe(self, step: int, task_loss: float) -> None:
-        """Feed the task loss of `step` (the global-batch mean: identical on every rank)."""
+    @property
+    def wants_spread(self) -> bool:
+        """True while the gate needs the relative spread of each step's features (`collapse.feature_spread`)."""
+        return self.gated and self.warmup == "spread"
+
+    def observe(self, step: int, task_loss: float, spread: float | None = None) -> None:
+        """Feed the task loss of `step` (the global-batch mean: identical on every rank) and, for the
+        spread gate, the relative spread of the global batch's student features."""
         if not self.gated:
             return
         self._recent.append(float(task_loss))
@@ -79,14 +94,16 @@ class BetaSchedule:
             self._recent.popleft()
         left_chance = (len(self._recent) == self.window
                        and sum(self._recent) / self.window < (1.0 - self.drop) * self.chance_loss)
-        if left_chance or step + 1 >= math.ceil(self.open_by * self.total_steps):
+        spread_ok = spread is not None and spread >= self.spread_tau
+        rule = spread_ok if self.warmup == "spread" else left_chance  # auto = loss (measured better)
+        if rule or step + 1 >= math.ceil(self.open_by * self.total_steps):
             self.opened_at = step + 1
 
     def value(self, step: int) -> float:
         """The weight of the regularizer at `step` (0-based)."""
         if self.beta == 0:
             return 0.0
-        if self.warmup == "auto":
+        if self.warmup in GATES:
             if self.opened_at is None:
                 return 0.0
             ramp = max(1, round(self.ramp_frac * self.total_steps))
@@ -105,4 +122,4 @@ class BetaSchedule:
         self._recent = deque(float(v) for v in state.get("recent", []))
 
 
-__all__ = ["BetaSchedule", "label_entropy"]
+__all__ = ["GATES", "BetaSchedule", "label_entropy"]

@@ -90,8 +90,9 @@ class TrainConfig:
     progress: bool = True
     tensorboard: bool = True
     # beta schedule (aft.training.beta_schedule): "auto" holds beta at 0 until the student has left
-    # chance, then ramps it up; N = linear warm-up over N steps; 0 = constant beta (the paper's)
-    beta_warmup: Union[Literal["auto"], int] = "auto"
+    # chance, then ramps it up ("loss" is the same gate, "spread" gates on the features' spread);
+    # N = linear warm-up over N steps; 0 = constant beta (the paper's)
+    beta_warmup: Union[Literal["auto", "loss", "spread"], int] = "auto"
     # gradient accumulation: each optimizer step sums grad_accum_steps micro-batches of
     # batch_size / grad_accum_steps samples; kernel methods compute their kernel per micro-batch
     # (docs/training.md, "Gradient accumulation")
@@ -140,8 +141,10 @@ class TrainConfig:
         for key in ("weight_decay", "warmup_steps", "eval_every", "checkpoint_every"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
-        if not isinstance(self.beta_warmup, str) and self.beta_warmup < 0:
-            raise ConfigError(f"beta_warmup must be 'auto' or a number of steps >= 0, got {self.beta_warmup}")
+        if (isinstance(self.beta_warmup, str) and self.beta_warmup not in ("auto", "loss", "spread")) or (
+                not isinstance(self.beta_warmup, str) and self.beta_warmup < 0):
+            raise ConfigError(f"beta_warmup must be 'auto', 'loss', 'spread' or a number of steps >= 0, "
+                              f"got {self.beta_warmup!r}")
         if self.grad_accum_steps < 1:
             raise ConfigError(f"grad_accum_steps must be >= 1, got {self.grad_accum_steps}")
         if self.batch_size % self.grad_accum_steps:

@@ -39,7 +39,7 @@ from aft.training import distributed as D
 from aft.training.atomic import atomic_write_bytes, atomic_write_json
 from aft.training.beta_schedule import BetaSchedule, label_entropy
 from aft.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from aft.training.collapse import CollapseReport, check_collapse
+from aft.training.collapse import CollapseReport, check_collapse, feature_spread
 from aft.training.config import TrainConfig
 from aft.training.data import carve_validation, check_features_cover, load_named_split, subsample
 from aft.training.determinism import deterministic_algorithms
@@ -638,6 +638,8 @@ def _train(
             else:
                 reg_loss, reg_metrics = reg.loss_term(phi_g, psi_g, y_g), {}
                 reg_term = reg_loss
+        if beta_schedule.wants_spread:
+            spreads.append(feature_spread(phi_g))  # phi_g is the global batch: the same on every rank
         objective = task + beta_t * reg_term
         loss = objective if reg_term is reg_loss else task.detach() + beta_t * reg_loss.detach()
         scaler.scale(objective / accum if accum > 1 else objective).backward()
@@ -659,6 +661,7 @@ def _train(
         # gradient accumulation: the step's gradient is the mean of the micro-batches' gradients, and
         # the regularizer (its kernel) is computed per micro-batch (docs/training.md)
         micro_out: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, float]]] = []
+        spreads: list[float] = []
         for micro in range(accum):
             gidx = gidx_step[micro * micro_bs : (micro + 1) * micro_bs]
             views_g = views_step[micro * micro_bs : (micro + 1) * micro_bs] if views_step is not None else None
@@ -679,7 +682,7 @@ def _train(
             # the gate must open at the same step on every rank: decide on the global-batch task loss
             opened_before = beta_schedule.opened_at
             task_global = D.all_reduce_sum([float(task.detach())], info, device)[0] / info.world_size
-            beta_schedule.observe(step, task_global)
+            beta_schedule.observe(step, task_global, sum(spreads) / len(spreads) if spreads else None)
             if beta_schedule.opened_at is not None and opened_before is None and info.is_main:
                 logger.info("beta warm-up: the student left chance at step %d (task loss %.3f, label entropy "
                             "%.3f); beta ramps to %g", beta_schedule.opened_at, task_global, chance_loss, cfg.beta)
