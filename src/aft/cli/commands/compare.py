@@ -23,7 +23,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "comparison continues. One compare at a time may write a records file.",
     )
     p.add_argument("suite", help="a built-in suite (fashion-mnist, fashion-mnist-views, spam-assassin, demo) or a suite YAML file")
-    p.add_argument("--quick", action="store_true", help="a reduced grid (one student/teacher/size/seed, 2 betas)")
+    p.add_argument("--quick", action="store_true", help="a reduced grid (one student/teacher set/size, up to 3 seeds, 2 betas, 3 folds; the suite's training budget)")
     p.add_argument("--records", metavar="FILE", default=None,
                    help="JSON-lines records file (default: results/<suite>/records.jsonl)")
     p.add_argument("--store", metavar="DIR", default=None,
