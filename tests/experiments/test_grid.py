@@ -149,3 +149,14 @@ def test_ladder_sizes_restrict_later_teacher_sets():
     cells = settings(_suite(ladder_sizes=[100]))
     assert {c.train_size for c in cells if c.teachers != ("t1",)} == {100}
     assert {c.train_size for c in cells if c.teachers == ("t1",)} == {100, 200}
+
+
+def test_train_by_size_overrides_the_budget_of_one_size_and_is_validated():
+    s = _suite(train={"steps": 40, "lr": 1e-3}, train_by_size={"200": {"steps": 90}})
+    assert s.train_by_size == {200: {"steps": 90}}
+    assert s.settings_hash() != _suite(train={"steps": 40, "lr": 1e-3}).settings_hash()
+    assert s.quick().train_by_size == {}  # quick keeps only the smallest size (100)
+    with pytest.raises(ConfigError, match=r"train_by_size has sizes \[300\]"):
+        _suite(train_by_size={300: {"steps": 5}})
+    with pytest.raises(ConfigError, match="train_by_size maps a train size"):
+        _suite(train_by_size={"many": {"steps": 5}})

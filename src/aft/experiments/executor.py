@@ -152,7 +152,7 @@ class TrainingExecutor:
         ) else d.pool
         if job.method == PROBE:
             return self._probe(job, train_split)
-        settings = {**DEFAULT_TRAIN, **self.suite.train}
+        settings = {**DEFAULT_TRAIN, **self.suite.train, **self.suite.train_by_size.get(job.train_size, {})}
         steps = int(settings.get("steps", 300))
         settings.setdefault("eval_every", max(1, steps // 6))
         val_split = None

@@ -44,6 +44,8 @@ class SuiteConfig:
         views: numbers of augmented views to compare (1 = no augmentation).
         augmentation: augmentation policy name used when views > 1.
         train: overrides of the training config shared by every run (steps, lr, batch_size...).
+        train_by_size: per train size, overrides on top of `train` (a budget for STL's plateau at
+            that size, e.g. ``{2000: {steps: 3000, lr: 0.005}}``; every method gets the same one).
         teacher_options: per teacher, options for `build_teacher` (e.g. image resolution).
         selection: how beta and the stopping step are chosen: ``cv`` (stratified k-fold over the
             training labels, then the finals train on all of them) or ``holdout`` (one validation
@@ -76,6 +78,7 @@ class SuiteConfig:
     view_methods: list[str] = field(default_factory=lambda: ["none", "aft"])
     augmentation: str | None = None
     train: dict[str, Any] = field(default_factory=dict)
+    train_by_size: dict[int, dict[str, Any]] = field(default_factory=dict)
     teacher_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     selection: str = "cv"
     folds: int = 5
@@ -102,6 +105,14 @@ class SuiteConfig:
         if self.selection == "cv" and self.folds > min(self.train_sizes):
             raise ConfigError(f"suite {self.name!r}: {self.folds} folds need at least {self.folds} labels; "
                               f"the smallest train size is {min(self.train_sizes)}")
+        try:
+            self.train_by_size = {int(k): dict(v) for k, v in (self.train_by_size or {}).items()}
+        except (TypeError, ValueError):
+            raise ConfigError(f"suite {self.name!r}: train_by_size maps a train size to training overrides, "
+                              f"e.g. {{2000: {{steps: 3000}}}}") from None
+        if set(self.train_by_size) - set(self.train_sizes):
+            raise ConfigError(f"suite {self.name!r}: train_by_size has sizes {sorted(set(self.train_by_size) - set(self.train_sizes))} "
+                              f"that are not in train_sizes {self.train_sizes}")
         if any(v > 1 for v in self.views) and not self.augmentation:
             raise ConfigError(f"suite {self.name!r}: views > 1 need an `augmentation` policy name")
 
@@ -133,6 +144,8 @@ class SuiteConfig:
             "dataset_options": self.dataset_options, "pool_size": self.pool_size, "test_limit": self.test_limit,
             "augmentation": self.augmentation,
         }
+        if self.train_by_size:  # suites without it keep the keys of their earlier records
+            shared["train_by_size"] = {str(k): v for k, v in sorted(self.train_by_size.items())}
         if self.selection != "holdout":  # holdout suites keep the keys of their earlier records
             shared.update(selection=self.selection, folds=self.folds)
         return hashlib.sha256(json.dumps(shared, sort_keys=True, default=str).encode()).hexdigest()[:10]
@@ -153,6 +166,7 @@ class SuiteConfig:
             ladder_methods=[],
             ladder_students=None,
             train_sizes=[min(self.train_sizes)],
+            train_by_size={k: v for k, v in self.train_by_size.items() if k == min(self.train_sizes)},
             pool_size=min(self.train_sizes),
             test_limit=min(self.test_limit or 1000, 1000),
             seeds=self.seeds[:3],
