@@ -125,6 +125,32 @@ def claim_c(index: RecordIndex) -> tuple[list[str], str]:
     return rows, verdict
 
 
+def evidence(index: RecordIndex) -> list[str]:
+    """Why a claim holds or fails: the beta each teacher set got, and where rho puts the weight."""
+    rows = ["| setting | method | teachers | chosen beta (per seed) | rho share per teacher (mean over seeds) "
+            "| teacher dims share | probe % per teacher |", "|---|---|---|---|---|---|---|"]
+    for (st, m) in index.pairs():
+        if m not in ("aft", "kd") or not st.teachers:
+            continue
+        finals = [r for r in index.final if Setting.of(r) == st and r.method == m]
+        betas = sorted({r.beta for r in finals})
+        shares: dict[str, list[float]] = defaultdict(list)
+        dims: dict[str, int] = {}
+        for r in finals:
+            for t, d in (r.rho or {}).items():
+                if isinstance(d, dict) and "share" in d:
+                    shares[t].append(float(d["share"]))
+                    dims[t] = int(d.get("dims", 0))
+        total = sum(dims.values()) or 1
+        share = " / ".join(f"{sum(v) / len(v):.2f}" for t, v in shares.items()) if len(st.teachers) > 1 and shares else "-"
+        dshare = " / ".join(f"{dims[t] / total:.2f}" for t in shares) if len(st.teachers) > 1 and shares else "-"
+        probes = " / ".join("-" if index.probe_acc(st.group, (t,)) is None else f"{100 * index.probe_acc(st.group, (t,)).mean:.1f}"
+                            for t in st.teachers)
+        rows.append(f"| {st.group.label()} | {m.upper()} | {'+'.join(st.teachers)} | {', '.join(f'{b:g}' for b in betas)} "
+                    f"| {share} | {dshare} | {probes} |")
+    return rows
+
+
 def render(paths: list[str], command: str) -> str:
     records = [r for p in paths for r in read_records(p)]
     index = RecordIndex.build(records)
@@ -143,7 +169,11 @@ def render(paths: list[str], command: str) -> str:
            f"| (c) several teachers beat the best one | {c} |", "",
            "## (a) Normalized error (test error / STL's; lower is better; mean ± SE over seeds)", "", *a_rows, "",
            "## (b) Teacher ladder (test accuracy %, teachers ordered by their probe)", "", *b_rows, "",
-           "## (c) All teachers concatenated vs the best single teacher (AFT, test accuracy %)", "", *c_rows, ""]
+           "## (c) All teachers concatenated vs the best single teacher (AFT, test accuracy %)", "", *c_rows, "",
+           "## Evidence: the chosen beta and where rho puts the weight", "",
+           "A concatenation whose rho shares follow the teachers' dimension shares rather than their probe "
+           "accuracy has not singled out the better teacher; a beta that differs between teacher sets is "
+           "a selection effect that the ladder inherits.", "", *evidence(index), ""]
     return "\n".join(out)
 
 
