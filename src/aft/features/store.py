@@ -493,6 +493,19 @@ def open_features(
     """
     if isinstance(teachers, str):
         teachers = [teachers]
+    from aft.data.multifield import MultiFieldSplit, select_field
+
+    if isinstance(split, MultiFieldSplit):  # `teacher@field`: each teacher's store is of its field
+        out: dict[str, TeacherFeatureSource] = {}
+        for teacher in teachers:
+            spec = teacher if isinstance(teacher, str) else teacher.name
+            if spec in out:
+                raise FeatureStoreError(f"teacher {spec!r} is listed twice; name each teacher once")
+            base, field_split = select_field(split, spec)
+            inner = open_features(store_root, [base if isinstance(teacher, str) else teacher], field_split, views,
+                                  check_finite, augmentation)
+            out[spec] = inner.sources[base if isinstance(teacher, str) else teacher.name]
+        return ConcatenatedFeatures(out)
     fp = split.fingerprint()
     want_k = None if isinstance(views, bool) else int(views)
     if want_k is not None and want_k <= 1:
