@@ -19,6 +19,7 @@ Sources (registered in `aft.data.DATASETS`):
 
 from __future__ import annotations
 
+import copy
 import csv
 import hashlib
 import io
@@ -169,6 +170,21 @@ def select_field(split: DatasetSplit, spec: str) -> tuple[str, DatasetSplit]:
         raise ConfigError(f"teacher {spec!r} names field {name!r} but {split.dataset} has one field; "
                           f"drop @{name} or use a multi-field dataset")
     return (teacher if name is not None else spec), split
+
+
+def select_teacher_field(split: DatasetSplit, teacher: Any) -> tuple[Any, DatasetSplit]:
+    """`select_field` for a teacher name or `Teacher` object: the teacher without ``@field``, and its split.
+
+    A `Teacher` named ``"x@field"`` comes back as a shallow copy named ``"x"``: a store is keyed by
+    the teacher's own name and the field's split (``<dataset>@<field>``), however it was named.
+    """
+    if isinstance(teacher, str):
+        return select_field(split, teacher)
+    base, field_split = select_field(split, teacher.name)
+    if base != teacher.name:
+        teacher = copy.copy(teacher)
+        teacher.name = base
+    return teacher, field_split
 
 
 # --- reading -------------------------------------------------------------------------------------
