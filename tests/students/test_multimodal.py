@@ -95,3 +95,34 @@ def test_training_with_field_teachers(tmp_path: Path, method: str) -> None:
     x = student.preprocess(_split(3, seed=2).inputs)
     with torch.no_grad():
         torch.testing.assert_close(student(x)[0], result.student.cpu()(x)[0])
+
+
+def test_predict_from_a_records_file_and_export(tmp_path: Path) -> None:
+    import contextlib
+    import io
+    import json
+
+    image = pytest.importorskip("PIL.Image")
+    from aft.cli.main import main
+
+    split = _split()
+    cfg = TrainConfig(method="none", student="two-tower", student_options={"tower_options": SMALL}, steps=3, batch_size=16,
+                      val_fraction=0.0, test_split=None, output=str(tmp_path / "run"), device="cpu")
+    result = train(cfg, train_split=split)
+    new = _split(4, seed=3)
+    rows = []
+    for i in range(4):
+        image.fromarray(new.inputs.columns["image"][i], mode="L").save(tmp_path / f"im{i}.png")
+        rows.append({"image": f"im{i}.png", "text": new.inputs.columns["text"][i]})
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["predict", "--model", str(tmp_path / "run"), "--records", str(tmp_path / "in.jsonl"), "--format", "json"]) == 0
+    got = [json.loads(line)["label"] for line in buf.getvalue().splitlines()]
+    with torch.no_grad():
+        want = result.student.cpu()(result.student.preprocess(new.inputs))[0].argmax(1).tolist()
+    assert got == [split.class_names[i] for i in want]
+    pytest.importorskip("onnxruntime")
+    from aft.export import export_onnx
+
+    assert export_onnx(tmp_path / "run", tmp_path / "m.onnx").is_file()  # verified against torch on two batches

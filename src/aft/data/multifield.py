@@ -202,7 +202,8 @@ def _resolve(path: str | os.PathLike[str], split: str, ext: str) -> Path:
     return target
 
 
-def _rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
+def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """``(line number, row)`` of a CSV (by its ``.csv`` suffix) or JSON-lines file."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
@@ -316,7 +317,7 @@ def _load_table(
     dup = sorted({c for c in images + texts if (images + texts).count(c) > 1})
     if dup:
         raise ConfigError(f"column {dup[0]!r} is listed twice; give each field column once")
-    rows = _rows(file)
+    rows = read_rows(file)
     if not rows:
         raise DataError(f"{file} holds no samples; it needs a header row and at least one sample")
     for col in [label_column, *images, *texts] + ([id_column] if id_column else []):
@@ -380,7 +381,7 @@ def load_image_captions(
     if not cap_file.is_file():
         raise DataError(f"no captions file {cap_file}; write one row {{\"file\": \"<class>/<image>\", \"text\": ...}} per image")
     text_of: dict[str, str] = {}
-    for lineno, r in _rows(cap_file):
+    for lineno, r in read_rows(cap_file):
         if "file" not in r or "text" not in r:
             raise DataError(f"{cap_file}: line {lineno} needs the columns 'file' and 'text'")
         key = str(r["file"]).strip().replace("\\", "/")
@@ -408,6 +409,43 @@ def load_image_captions(
     )
 
 
+# --- an offline visual-entailment-style task ------------------------------------------------------
+VE_CLASSES = ("entailment", "contradiction", "neutral")
+_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+_CLAIMS = ("the image shows the digit {d}", "this is a handwritten {d}", "a {d} is written here",
+           "the number in the picture is {d}")
+_NEUTRAL = ("the person who wrote this {d} was in a hurry", "this {d} was written with a blue pen",
+            "the writer of this {d} is left-handed", "this {d} was scanned on a monday")
+
+
+def load_digits_entailment(split: str, *, cache_dir: str | os.PathLike[str] | None = None, seed: int = 0) -> MultiFieldSplit:
+    """The bundled 8x8 digits, each paired with one TEMPLATED statement: entailment, contradiction or neutral.
+
+    Entailment: a claim about the image's true digit; contradiction: the same claim templates with
+    another digit; neutral: a statement about something the image cannot show (its writer, pen,
+    day), naming the true digit. The digit is written as a numeral or a word, at random. Classes are
+    drawn uniformly per image (seeded by `seed` and the split). The text side is synthetic: neutral
+    is recognisable from the text alone, entailment vs contradiction needs image and text together
+    (an interaction of the two fields). It exercises the multimodal machinery, not real language.
+    """
+    from aft.data.digits import load_digits_split
+
+    base = load_digits_split(split)
+    rng = np.random.default_rng([int(seed), 0 if split == "train" else 1])
+    labels = rng.integers(0, 3, size=len(base))
+    texts = []
+    for digit, y in zip(base.labels.tolist(), labels.tolist(), strict=True):
+        shown = digit if y != 1 else int((digit + rng.integers(1, 10)) % 10)
+        word = _WORDS[shown] if rng.random() < 0.5 else str(shown)
+        templates = _NEUTRAL if y == 2 else _CLAIMS
+        texts.append(templates[int(rng.integers(0, len(templates)))].format(d=word))
+    return MultiFieldSplit(
+        dataset="digits-entailment", split=split, ids=[f"{i}:{VE_CLASSES[y][0]}" for i, y in zip(base.ids, labels.tolist(), strict=True)],
+        inputs=FieldRows({"image": np.asarray(base.inputs), "text": texts}), labels=labels.astype(np.int64),
+        class_names=list(VE_CLASSES), modality="multi", field_modalities={"image": "image", "text": "text"},  # type: ignore[arg-type]
+    )
+
+
 SOURCES = [
     DatasetSource(name="multifield-csv", loader=load_multifield_csv, modality="multi",  # type: ignore[arg-type]
                   description="your multi-field samples in CSV: image_columns=..., text_columns=..., label_column=label"),
@@ -415,6 +453,9 @@ SOURCES = [
                   description="your multi-field samples in JSON lines (as multifield-csv)"),
     DatasetSource(name="image-captions", loader=load_image_captions, modality="multi",  # type: ignore[arg-type]
                   description="images <path>/<split>/<class>/<image> + <split>/captions.jsonl: fields image, text"),
+    DatasetSource(name="digits-entailment", loader=load_digits_entailment, modality="multi",  # type: ignore[arg-type]
+                  description="bundled 8x8 digits + a templated true/false/neutral statement each (3 classes; text is synthetic)",
+                  splits=("train", "test"), class_names=VE_CLASSES, sizes={"train": 1438, "test": 359}),
 ]
 for _src in SOURCES:
     register_dataset(_src)

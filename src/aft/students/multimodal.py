@@ -105,11 +105,25 @@ class TwoTowerStudent(Student):
             raise DataError(f"two-tower student needs field {missing[0]!r}; the inputs have {', '.join(rows.columns)}")
         parts = []
         for f, shape, _dtype in self.layout():
-            x = self.towers[f].preprocess(rows.columns[f])
+            col = rows.columns[f]
+            if self.towers[f].modality == "image" and not isinstance(col, np.ndarray):
+                col = self._read_images(col)
+            x = self.towers[f].preprocess(col)
             if tuple(x.shape[1:]) != shape:
                 raise DataError(f"field {f!r}: preprocessed shape {tuple(x.shape[1:])} differs from {shape}")
             parts.append(x.reshape(x.shape[0], -1).to(torch.float32))
         return torch.cat(parts, dim=1)
+
+    @staticmethod
+    def _read_images(values: Sequence[Any]) -> Any:
+        """Image values given as file paths (prediction from a table): read each, keep arrays as they are."""
+        from pathlib import Path
+
+        from aft.data.multifield import load_images
+
+        if all(isinstance(v, str) for v in values):
+            return load_images([Path(v) for v in values], mode="L")
+        return [np.asarray(v) for v in values]
 
     def example_input(self) -> torch.Tensor:
         # zeros for images, token id 1 for texts (0 is padding)
