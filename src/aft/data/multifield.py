@@ -187,6 +187,21 @@ def select_teacher_field(split: DatasetSplit, teacher: Any) -> tuple[Any, Datase
     return teacher, field_split
 
 
+def build_field_teacher(spec: str, **options: Any) -> Any:
+    """`aft.teachers.build_teacher` for ``teacher@field``: the teacher itself, named with its field.
+
+    `extract` / `open_features` then encode that field of a multi-field split (and refuse any other split).
+    """
+    from aft.teachers import build_teacher
+
+    base, name = split_field(spec)
+    if name is None:
+        return build_teacher(spec, **options)
+    teacher = build_teacher(base, **options)
+    teacher.name = spec
+    return teacher
+
+
 # --- reading -------------------------------------------------------------------------------------
 def _resolve(path: str | os.PathLike[str], split: str, ext: str) -> Path:
     spath = str(path)

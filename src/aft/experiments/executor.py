@@ -94,16 +94,12 @@ class TrainingExecutor:
     def prepare_features(self) -> None:
         """Extract every teacher's features for the pool and the test split (skips complete stores)."""
         d = self.data()
-        from aft.data.multifield import MultiFieldSplit, select_teacher_field, split_field
+        from aft.data.multifield import MultiFieldSplit, build_field_teacher, select_teacher_field
 
         for teacher in self.teachers():
             opts = self.suite.teacher_options.get(teacher, {})
-            from aft.teachers import build_teacher
-
             multi = isinstance(d.pool, MultiFieldSplit)  # `teacher@field` on a multi-field dataset
-            t = build_teacher(split_field(teacher)[0] if multi else teacher, device=self.device, **opts)
-            if multi:
-                t.name = teacher  # extract() keys its store by (teacher, field)
+            t = build_field_teacher(teacher, device=self.device, **opts)  # extract() keys its store by (teacher, field)
             self._extract_cached(t, d.pool)
             if self.suite.probe:
                 self._extract_cached(t, d.test)
