@@ -37,11 +37,14 @@ Data parallelism (exact global-batch kernel). With W ranks each holding b = B / 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
 from aft.errors import ConfigError
+
+if TYPE_CHECKING:
+    from aft.regularizers.blocks import FeatureBlocks
 
 ROW_EPS = 1e-8
 R_EPS = 1e-8
@@ -252,7 +255,7 @@ def kernel_sq_diff_sum(
 def blocks_sq_diff_sum(
     phi: torch.Tensor,
     psi: torch.Tensor,
-    blocks: Any,
+    blocks: FeatureBlocks,
     combine: str,
     rows: Rows = None,
     kernel: Kernel = "linear",
