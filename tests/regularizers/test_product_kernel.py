@@ -175,3 +175,16 @@ def test_batch_of_one_and_constant_batches_give_zero_not_nan_gradients() -> None
         loss.backward()
         assert torch.isfinite(loss) and torch.isfinite(reg.s.grad).all() and torch.isfinite(phi.grad).all()
         reg.s.grad = None
+
+
+def test_kd_per_field_weighs_each_block_equally() -> None:
+    phi, psi, _ = _data(6, 3, [2, 5], seed=8)
+    reg = R.build("kd-fields", 3, 7, blocks=[2, 5]).double()
+    w, b = reg.regressor.weight, reg.regressor.bias
+    err = (phi @ w.T + b - psi) ** 2
+    want = 0.5 * (err[:, :2].mean() + err[:, 2:].mean())
+    torch.testing.assert_close(reg(phi, psi), want)
+    plain = R.build("kd", 3, 7).double()
+    plain.load_state_dict(reg.state_dict())
+    torch.testing.assert_close(plain(phi, psi), err.mean())  # the default is unchanged
+    assert abs(float(want.detach()) - float(err.mean().detach())) > 1e-6
