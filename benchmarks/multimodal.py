@@ -1,7 +1,7 @@
 """The offline multimodal benchmark (issue 19): digits + templated statements, 3 classes.
 
 Runs the suite ``src/aft/experiments/suites/digits-entailment.yaml`` with `aft.experiments.compare`
-(STL, KD, AFT with the teachers concatenated, AFT with their tensor product, the linear probe on
+(STL, KD, KD per field, AFT with the teachers concatenated, AFT with their tensor product, the linear probe on
 the concatenated teacher features; beta and the stopping step by 3-fold CV; 3 seeds), then fits the
 linear probe on the PRODUCT teacher features, which the comparison runner does not have: each
 teacher block is reduced by PCA (fitted on the run's training features, `--probe-rank` components)
@@ -40,7 +40,7 @@ def _pca(train: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def product_probe(store: Path, rank: int) -> None:
     """Fit and record the product-feature probe for every final seed (skips recorded ones)."""
-    from aft.data.sampling import carve_validation
+    from aft.training.data import carve_validation
     from aft.evaluation.linear_probe import fit_linear_probe
     from aft.experiments.compare import load_suite
     from aft.experiments.executor import TrainingExecutor
@@ -96,7 +96,8 @@ def render() -> str:
     from aft.experiments.records import read_records
 
     records = [r for r in read_records(RECORDS) if r.phase == "final"]
-    labels = {"none": "STL (two-tower student alone)", "kd": "KD (feature regression)",
+    labels = {"none": "STL (two-tower student alone)", "kd": "KD (feature regression, all teacher columns)",
+              "kd-fields": "KD per field (`kd-fields`: each teacher weighs the same)",
               "aft": "AFT, teachers concatenated", "aft-product": "AFT, teachers' tensor product (`aft-product`)",
               "probe": "linear probe, concatenated teacher features", PROBE_PRODUCT: "linear probe, product teacher features"}
     rows = []
