@@ -40,11 +40,11 @@ def _pca(train: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def product_probe(store: Path, rank: int) -> None:
     """Fit and record the product-feature probe for every final seed (skips recorded ones)."""
-    from aft.training.data import carve_validation
     from aft.evaluation.linear_probe import fit_linear_probe
     from aft.experiments.compare import load_suite
     from aft.experiments.executor import TrainingExecutor
     from aft.experiments.records import RunRecord, append_record, read_records
+    from aft.training.data import carve_validation
 
     suite = load_suite(SUITE)
     done = {(r.seed, r.train_size) for r in read_records(RECORDS) if r.method == PROBE_PRODUCT} if RECORDS.exists() else set()
@@ -101,6 +101,7 @@ def render() -> str:
               "aft": "AFT, teachers concatenated", "aft-product": "AFT, teachers' tensor product (`aft-product`)",
               "probe": "linear probe, concatenated teacher features", PROBE_PRODUCT: "linear probe, product teacher features"}
     rows = []
+    means: dict[str, float] = {}
     for method in labels:
         rs = sorted((r for r in records if r.method == method), key=lambda r: r.seed)
         if not rs:
@@ -110,7 +111,8 @@ def render() -> str:
         betas = sorted({r.beta for r in rs})
         beta = ", ".join(f"{b:g}" for b in betas) if method not in ("none", "probe", PROBE_PRODUCT) else "-"
         per_seed = ", ".join(f"{a:.1f}" for a in acc)
-        rows.append(f"| {labels[method]} | {statistics.mean(acc):.1f} +- {se:.1f} | {per_seed} | {beta} |")
+        means[method] = statistics.mean(acc)
+        rows.append(f"| {labels[method]} | {means[method]:.1f} +- {se:.1f} | {per_seed} | {beta} |")
     any_r = records[0] if records else None
     size = any_r.train_size if any_r else "?"
     return "\n".join([
@@ -145,7 +147,25 @@ def render() -> str:
         "Chance is 33 %; a text-only model that spots neutral and guesses between the other two gets",
         "about 67 %.",
         "",
+        *_reading(means),
     ])
+
+
+def _reading(means: dict[str, float]) -> list[str]:
+    """Plain differences between the means (computed, so they follow the records)."""
+    if not {"none", "aft", "aft-product"} <= set(means):
+        return []
+    stl = means["none"]
+    diffs = ", ".join(f"{m} {means[m] - stl:+.1f}" for m in means if m != "none")
+    verdict = ("the tensor product helps: `aft-product` is above `aft` (concatenation)" if means["aft-product"] > means["aft"]
+               else "the tensor product does not help: `aft-product` is below `aft` (concatenation)")
+    out = [f"Reading (points vs STL): {diffs}. On this task {verdict}; with 3 seeds and standard errors of",
+           "1-3 points, small differences are noise."]
+    if {"probe", PROBE_PRODUCT} <= set(means) and means[PROBE_PRODUCT] <= means["probe"] + 1.0:
+        out += ["Both linear probes stay near the text-only level: a linear model on concatenated features cannot",
+                "compare the image's digit with the statement's, and the bilinear probe on 32 PCA components per",
+                "teacher did not learn to either."]
+    return [*out, ""]
 
 
 def _atomic_write(path: Path, text: str) -> None:
