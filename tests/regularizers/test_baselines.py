@@ -145,7 +145,7 @@ def test_ft_prepare_trains_paraphraser_and_loss_works() -> None:
 
 
 def test_registry_lists_all_methods_and_errors_name_valid_ones() -> None:
-    expected = {"aft", "aft-dense", "aft-rbf", "aft-no-kernel", "aft-fixed", "kd", "rkd", "ft", "btune", "kernel-kd", "none"}
+    expected = {"aft", "aft-dense", "aft-rbf", "aft-no-kernel", "aft-fixed", "aft-product", "kd", "kd-fields", "rkd", "ft", "btune", "kernel-kd", "none"}
     assert set(R.REGULARIZERS.names()) == expected
     with pytest.raises(UnknownNameError) as err:
         R.build("aft2", 3, 4)

@@ -67,3 +67,5 @@ _BUILTIN = [
 
 for _src in _BUILTIN:
     DATASETS.add(_src.name, _src)
+
+from aft.data import multifield  # noqa: E402, F401 - registers the multi-field sources (issue 19)

@@ -94,11 +94,12 @@ class TrainingExecutor:
     def prepare_features(self) -> None:
         """Extract every teacher's features for the pool and the test split (skips complete stores)."""
         d = self.data()
+        from aft.data.multifield import MultiFieldSplit, build_field_teacher, select_teacher_field
+
         for teacher in self.teachers():
             opts = self.suite.teacher_options.get(teacher, {})
-            from aft.teachers import build_teacher
-
-            t = build_teacher(teacher, device=self.device, **opts)
+            multi = isinstance(d.pool, MultiFieldSplit)  # `teacher@field` on a multi-field dataset
+            t = build_field_teacher(teacher, device=self.device, **opts)  # extract() keys its store by (teacher, field)
             self._extract_cached(t, d.pool)
             if self.suite.probe:
                 self._extract_cached(t, d.test)
@@ -106,7 +107,7 @@ class TrainingExecutor:
                 t0 = time.perf_counter()
                 self._extract_cached(t, d.pool, views=self.max_views(), augmentation=self.suite.augmentation)
                 self.view_extraction[teacher] = {"views": float(self.max_views()), "seconds": time.perf_counter() - t0}
-            self._teacher_cost.setdefault(teacher, _teacher_cost(t, d.pool))
+            self._teacher_cost.setdefault(teacher, _teacher_cost(t, select_teacher_field(d.pool, t)[1] if multi else d.pool))
 
     def _extract_cached(self, teacher: Any, split: DatasetSplit, **kw: Any) -> None:
         """`extract`, treating the suite's stores as a cache: a store of an older teacher version or other

@@ -161,16 +161,20 @@ def extract(
         raise ConfigError(f"unknown dtype {dtype!r}; use float16 or float32")
     if int(batch_size) < 1:
         raise ConfigError(f"batch size must be >= 1, got {batch_size}")
-    policy = resolve_views(views, augmentation, split.modality)
+    from aft.data.multifield import select_teacher_field
+
     if isinstance(teachers, str | Teacher):
         teachers = [teachers]
     paths = []
     for spec in teachers:
-        teacher = build_teacher(spec, device=device) if isinstance(spec, str) else spec
+        # `teacher@field` encodes one field of a multi-field split (its store is keyed by both)
+        base, field_split = select_teacher_field(split, spec)
+        policy = resolve_views(views, augmentation, field_split.modality)
+        teacher = build_teacher(base, device=device) if isinstance(base, str) else base
         paths.append(
             _extract_one(
-                teacher, split, Path(store_root), int(batch_size), dtype, progress, overwrite, checkpoint_every_s, on_batch,
-                int(views), policy,
+                teacher, field_split, Path(store_root), int(batch_size), dtype, progress, overwrite, checkpoint_every_s,
+                on_batch, int(views), policy,
             )
         )
     return paths

@@ -493,6 +493,24 @@ def open_features(
     """
     if isinstance(teachers, str):
         teachers = [teachers]
+    from aft.data.multifield import MultiFieldSplit, select_teacher_field
+
+    if isinstance(split, MultiFieldSplit):  # `teacher@field`: each teacher's store is of its field
+        out: dict[str, TeacherFeatureSource] = {}
+        for teacher in teachers:
+            spec = teacher if isinstance(teacher, str) else teacher.name
+            if spec in out:
+                raise FeatureStoreError(f"teacher {spec!r} is listed twice; name each teacher once")
+            base, field_split = select_teacher_field(split, teacher)
+            try:
+                inner = open_features(store_root, [base], field_split, views, check_finite, augmentation)
+            except MissingStoreError:
+                raise MissingStoreError(
+                    f"no features for teacher {spec!r} on {split.dataset}/{split.split} under {store_root}; "
+                    f"run `aft extract --teacher {spec}` on this dataset (or extract(..., [{spec!r}], split, store))"
+                ) from None
+            (out[spec],) = inner.sources.values()
+        return ConcatenatedFeatures(out)
     fp = split.fingerprint()
     want_k = None if isinstance(views, bool) else int(views)
     if want_k is not None and want_k <= 1:

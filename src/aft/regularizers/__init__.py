@@ -1,7 +1,7 @@
 """Transfer regularizers (AFT and the paper's baselines), chosen by name from a registry.
 
 Importing this package registers every method: ``aft``, ``aft-dense``, ``aft-rbf``,
-``aft-no-kernel``, ``aft-fixed``, ``kd``, ``rkd``, ``ft``, ``btune``, ``kernel-kd``, ``none``.
+``aft-no-kernel``, ``aft-fixed``, ``aft-product``, ``kd``, ``kd-fields``, ``rkd``, ``ft``, ``btune``, ``kernel-kd``, ``none``.
 
 Example (your own training loop):
     >>> import torch

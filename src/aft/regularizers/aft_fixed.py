@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
 from aft.regularizers.aft import AdaptiveFeatureTransfer
 from aft.regularizers.base import REGULARIZERS
+from aft.regularizers.blocks import FeatureBlocks
 
 
 @REGULARIZERS.register("aft-fixed")
@@ -27,8 +29,10 @@ class FixedScaleAFT(AdaptiveFeatureTransfer):
         prior_lr: float = 1e-2,
         kernel_form: str = "auto",
         check_finite: bool = True,
+        combine: str = "concat",
+        blocks: FeatureBlocks | Mapping[str, Sequence[int]] | Sequence[int] | None = None,
     ) -> None:
-        super().__init__(student_dim, teacher_dim, prior_lr, kernel_form, check_finite)
+        super().__init__(student_dim, teacher_dim, prior_lr, kernel_form, check_finite, combine, blocks)
         self.s.requires_grad_(False)
 
     def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:

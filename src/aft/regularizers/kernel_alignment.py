@@ -14,6 +14,7 @@ import torch
 from aft.errors import ConfigError
 from aft.regularizers import kernels
 from aft.regularizers.base import Regularizer
+from aft.regularizers.blocks import FeatureBlocks
 from aft.regularizers.inputs import check_finite_output, validate_pair
 
 
@@ -29,6 +30,10 @@ class KernelAlignmentRegularizer(Regularizer):
     """
 
     kernel: ClassVar[str] = "linear"
+    #: how the teacher blocks combine (``"concat"``: Psi as given; see `aft.regularizers.blocks`)
+    combine: str = "concat"
+    #: the teacher feature blocks, used when `combine` is not ``"concat"``
+    blocks: FeatureBlocks | None = None
 
     def __init__(self, student_dim: int, teacher_dim: int, kernel_form: str = "auto", check_finite: bool = True) -> None:
         super().__init__(student_dim, teacher_dim)
@@ -59,6 +64,14 @@ class KernelAlignmentRegularizer(Regularizer):
         phi, psi = validate_pair(phi_in, psi_in, self.student_dim, self.teacher_dim, check=False)
         assert psi is not None
         weights = self.teacher_weights()
+        if self.combine != "concat":
+            assert self.blocks is not None
+            total = kernels.blocks_sq_diff_sum(
+                self.student_transform(phi), self.teacher_transform(psi.detach()), self.blocks, self.combine, rows,
+                self.kernel,  # type: ignore[arg-type]
+                psi_weights=None if weights is None else weights.to(psi.dtype),
+            )
+            return check_finite_output(total, self.check_finite, **{"student features": phi, "teacher features": psi})
         total = kernels.kernel_sq_diff_sum(
             self.student_transform(phi), self.teacher_transform(psi.detach()), rows, self.kernel, self.kernel_form,  # type: ignore[arg-type]
             psi_weights=None if weights is None else weights.to(psi.dtype),

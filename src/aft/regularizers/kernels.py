@@ -37,11 +37,14 @@ Data parallelism (exact global-batch kernel). With W ranks each holding b = B / 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
 from aft.errors import ConfigError
+
+if TYPE_CHECKING:
+    from aft.regularizers.blocks import FeatureBlocks
 
 ROW_EPS = 1e-8
 R_EPS = 1e-8
@@ -247,6 +250,43 @@ def kernel_sq_diff_sum(
         diff = _rbf(a, rows) - _rbf(c, rows)
         return (diff * diff).sum()
     return _gram_linear(a, c, rows) if form == "gram" else _explicit_linear(a, c, rows)
+
+
+def blocks_sq_diff_sum(
+    phi: torch.Tensor,
+    psi: torch.Tensor,
+    blocks: FeatureBlocks,
+    combine: str,
+    rows: Rows = None,
+    kernel: Kernel = "linear",
+    psi_weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """`kernel_sq_diff_sum` with the teacher kernel built from per-block kernels combined by `combine`.
+
+    The teacher side is the blocks of Psi (a `aft.regularizers.blocks.FeatureBlocks`), each scaled
+    by its slice of `psi_weights`, combined by ``"concat"`` or ``"product"`` (the tensor product,
+    never materialized: its kernel is the elementwise product of the block kernels), then centred
+    and row-normalized exactly on the B x B kernel. Cost O(B^2 (d_phi + d_psi)) for either.
+    Centring uses the whole batch; `rows` selects the rows summed (the data-parallel block).
+    """
+    from aft.regularizers.blocks import combined_kernel
+
+    if kernel not in ("linear", "rbf"):
+        raise ConfigError(f"unknown kernel {kernel!r}; valid kernels: linear, rbf")
+    if psi_weights is not None and psi_weights.shape != (psi.shape[1],):
+        raise ConfigError(f"psi_weights must have shape ({psi.shape[1]},), got {tuple(psi_weights.shape)}")
+    a = center_normalize(phi)
+    k_psi = combined_kernel(psi, blocks, combine, psi_weights)
+    k_psi_r = k_psi if rows is None else k_psi[rows]
+    if kernel == "rbf":
+        # ||c_i - c_j||^2 = C_ii + C_jj - 2 C_ij for the normalized teacher rows c (never built)
+        d = torch.diagonal(k_psi)
+        d_r = d if rows is None else d[rows]
+        diff = _rbf(a, rows) - torch.exp(-(d_r[:, None] + d[None, :] - 2 * k_psi_r).clamp_min(0.0))
+    else:
+        a_r = a if rows is None else a[rows]
+        diff = a_r @ a.T - k_psi_r
+    return (diff * diff).sum()
 
 
 def distance_from_sum(total: torch.Tensor, batch_size: int) -> torch.Tensor:

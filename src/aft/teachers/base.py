@@ -324,6 +324,10 @@ def build_teacher(name: str, **options: Any) -> Teacher:
                 f"cannot load teacher {_shorten(name)!r}: {_first_line(exc)}; check the path or model id (offline, "
                 "a hub model must already be in the local cache)"
             ) from None
+    base, at, field_name = name.rpartition("@")
+    if at and base in TEACHERS and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", field_name):
+        raise ConfigError(f"teacher {name!r} names the field {field_name!r} of a multi-field dataset: extract / train "
+                          f"with it on such a dataset, or build the teacher itself as {base!r}")
     valid = ", ".join(TEACHERS.names() + [f"{p}:<...>" for p in TEACHER_PREFIXES.names()])
     raise UnknownNameError(f"unknown teacher {name!r}; valid teachers: {valid}")
 

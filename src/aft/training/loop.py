@@ -154,10 +154,13 @@ def rho_summary(importance: torch.Tensor | None, column_ranges: dict[str, tuple[
     return out or None
 
 
-def _method_kwargs(cls: type[Regularizer], cfg: TrainConfig) -> dict[str, Any]:
+def _method_kwargs(cls: type[Regularizer], cfg: TrainConfig, column_ranges: dict[str, tuple[int, int]] | None = None) -> dict[str, Any]:
     opts = dict(cfg.method_options)
-    if "prior_lr" in inspect.signature(cls.__init__).parameters:
+    params = inspect.signature(cls.__init__).parameters
+    if "prior_lr" in params:
         opts.setdefault("prior_lr", cfg.prior_lr)
+    if "blocks" in params and column_ranges:  # the teacher blocks (teachers / layers / fields) of the store
+        opts.setdefault("blocks", dict(column_ranges))
     return opts
 
 
@@ -174,10 +177,11 @@ def _check_method_options(cls: type[Regularizer], cfg: TrainConfig) -> None:
                           f"{', '.join(valid) or 'none'}")
 
 
-def _build_regularizer(cls: type[Regularizer], student_dim: int, teacher_dim: int, cfg: TrainConfig) -> Regularizer:
+def _build_regularizer(cls: type[Regularizer], student_dim: int, teacher_dim: int, cfg: TrainConfig,
+                       column_ranges: dict[str, tuple[int, int]] | None = None) -> Regularizer:
     """The method's regularizer; an unknown or ill-typed ``method_options`` key is a one-line `ConfigError`."""
     _check_method_options(cls, cfg)
-    kwargs = _method_kwargs(cls, cfg)
+    kwargs = _method_kwargs(cls, cfg, column_ranges)
     try:
         return cls(student_dim, teacher_dim, **kwargs)
     except (TypeError, ValueError) as exc:
@@ -491,7 +495,7 @@ def _train(
     x_val = _preprocess(student, val) if val is not None else None
     x_te = _preprocess(student, test_split) if test_split is not None else None
     student.discover_feature_dim(x_tr[:2])
-    reg = _build_regularizer(reg_cls, student.feature_dim, teacher_dim, cfg)
+    reg = _build_regularizer(reg_cls, student.feature_dim, teacher_dim, cfg, column_ranges)
     if reg_cls.needs_prepare:
         psi_all = torch.from_numpy(np.asarray(features.get(tr.ids), dtype=np.float32))
         reg.prepare(PrepareContext(psi_all, labels, num_classes, column_ranges))

@@ -107,8 +107,8 @@ def check_inputs(args: argparse.Namespace, store: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Handler of `aft extract`."""
+    from aft.data.multifield import build_field_teacher as build_teacher  # `teacher@field` names a field
     from aft.features import extract
-    from aft.teachers import build_teacher
 
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if args.nproc > 1 and not distributed:

@@ -24,6 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="*", help="image files/folders, or texts with --texts; text files with --text")
     p.add_argument("--text", dest="text_file", help="file with one text per line ('-' = stdin)")
     p.add_argument("--texts", action="store_true", help="treat positional inputs as texts")
+    p.add_argument("--records", metavar="FILE", help="multi-field inputs for a two-tower student: a CSV/JSONL file, one "
+                   "column per field (image fields: paths relative to the file)")
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=256, metavar="N",
@@ -125,7 +127,9 @@ def _classify(student: Any, batch: Sequence[Any], device: str) -> list[dict[str,
     names = student.class_names or [str(i) for i in range(student.num_classes)]
     is_images = len(batch) > 0 and not isinstance(batch[0], str)
     with torch.no_grad():
-        if is_images and not (isinstance(batch, np.ndarray) and batch.dtype == np.uint8):
+        if getattr(student, "modality", "") == "multi":  # multi-field records (aft.data.multifield)
+            x = student.preprocess(batch)
+        elif is_images and not (isinstance(batch, np.ndarray) and batch.dtype == np.uint8):
             x = _preprocess_each(student, batch)
         else:
             x = student.preprocess(batch)
@@ -142,7 +146,9 @@ def handler(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise DataError(f"--batch-size must be >= 1, got {args.batch_size}")
 
-    if args.text_file:
+    if args.records:
+        keys, inputs = _read_records(args.records)
+    elif args.text_file:
         try:
             fh = sys.stdin if args.text_file == "-" else open(args.text_file, encoding="utf-8")  # noqa: SIM115
             with fh:
@@ -171,6 +177,30 @@ def handler(args: argparse.Namespace) -> int:
                     trust_remote_code=args.trust_remote_code is True)
     _print(zip(keys, preds, strict=True), args.format)
     return 0
+
+
+def _read_records(path: str) -> tuple[list[str], Any]:
+    """(keys, FieldRows) of a multi-field CSV/JSONL; string values of image fields become paths next to the file."""
+    from aft.data.multifield import FieldRows, read_rows
+    from aft.errors import DataError
+
+    file = Path(path)
+    if not file.is_file():
+        raise DataError(f"--records {path!r} not found; pass a CSV or JSONL file with one column per field")
+    rows = read_rows(file)
+    if not rows:
+        raise DataError(f"--records {path!r} holds no rows; write one row per input")
+    cols: dict[str, list[Any]] = {k: [] for k in rows[0][1]}
+    for lineno, row in rows:
+        if set(row) != set(cols):
+            raise DataError(f"{path}: line {lineno} has the columns {sorted(row)}, the first row {sorted(cols)}; "
+                            "give every row the same fields")
+        for k, v in row.items():
+            cols[k].append(str(v))
+    for k, values in cols.items():  # relative image paths are relative to the file, not to the shell
+        if all(Path(v).suffix.lower() in IMAGE_SUFFIXES for v in values):
+            cols[k] = [str(file.parent / v) if not Path(v).is_absolute() else v for v in values]
+    return [f"{file.name}:{ln}" for ln, _ in rows], FieldRows(cols)
 
 
 def _print(rows: Iterable[tuple[str, dict[str, Any]]], fmt: str) -> None:
