@@ -11,7 +11,8 @@ CSS = """
 body { font-family: -apple-system, Segoe UI, Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1400px;
        color: #222; padding: 0 1em; }
 h1, h2 { font-weight: 600; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 2em; }
-table { border-collapse: collapse; margin: .8em 0; font-size: 13px; }
+.scroll { max-width: 100%; overflow-x: auto; margin: .8em 0; }
+table { border-collapse: collapse; font-size: 13px; }
 th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: left; white-space: nowrap; }
 th { background: #f3f3f3; } tr:nth-child(even) td { background: #fafafa; }
 pre { background: #f6f8fa; padding: .8em; overflow-x: auto; font-size: 13px; }
@@ -28,7 +29,8 @@ def table_html(table: Table) -> str:
         return f'<p class="empty">{escape(table.empty_note or "No data.")}</p>\n'
     head = "".join(f"<th>{escape(h)}</th>" for h in table.header)
     body = "\n".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in table.rows)
-    out = f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>\n"
+    # wide tables scroll inside their own box: the page never overflows its width
+    out = f'<div class="scroll"><table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table></div>\n'
     if table.notes:
         out += '<ul class="note">' + "".join(f"<li>{escape(n)}</li>" for n in table.notes) + "</ul>\n"
     return out

@@ -265,7 +265,8 @@ def _primary_teachers(index: RecordIndex, group: Group) -> tuple[str, ...]:
 
 def acc_vs_params_plot(index: RecordIndex, notes: list[str]) -> list[Plot]:
     """Test accuracy vs parameter count (log x): students per method, teachers' probes as references."""
-    panels = sorted({(g.suite, g.dataset, g.train_size, g.views) for g in index.student_groups()})
+    panels = sorted({(g.suite, g.dataset, g.train_size, g.views) for g in index.student_groups()},
+                    key=lambda p: (p[1], p[2], p[3], p[0]))  # training sizes as numbers
     panels = [p for p in panels if any(r.student_params for r in index.final if r.method != PROBE and (
         r.suite, r.dataset, r.train_size, r.views) == p)]
     if not panels:
