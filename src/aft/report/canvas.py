@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,3 +46,22 @@ def color(method: str) -> str:
     if method in COLORS:
         return COLORS[method]
     return SPARE_COLORS[sum(method.encode()) % len(SPARE_COLORS)]
+
+
+def legend_outside(fig: Any, axes: Sequence[Any]) -> None:
+    """One legend for the figure, outside the panels (right), from the labelled lines of all axes."""
+    handles: dict[str, Any] = {}
+    for ax in axes:
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, h)
+    if handles:
+        # anchored just outside the panels' right edge; the tight bounding box of the PNG keeps it
+        right = max(ax.get_position().x1 for ax in axes)
+        top = max(ax.get_position().y1 for ax in axes)
+        fig.legend(list(handles.values()), list(handles), loc="upper left", bbox_to_anchor=(right + 0.005, top),
+                   fontsize=8, frameon=False)
+
+
+def suptitle(fig: Any, text: str) -> None:
+    """The figure title 0.15 in below the top edge: above the panels' (two-line) titles, never on them."""
+    fig.suptitle(text, fontsize=10, y=1 - 0.15 / fig.get_figheight(), va="top")

@@ -22,7 +22,7 @@ from aft.report.aggregate import (
     method_sort_key,
     teachers_label,
 )
-from aft.report.canvas import Plot, slug
+from aft.report.canvas import Plot, legend_outside, slug, suptitle
 from aft.report.canvas import color as _color
 from aft.report.canvas import png as _png
 from aft.report.tables import TEACHER_PARAMS_KEY
@@ -140,8 +140,8 @@ def beta_curve_plots(index: RecordIndex, notes: list[str]) -> list[Plot]:
             ax.set_xlabel("β")
             ax.set_ylabel("fold validation accuracy (%)" if any_cv else "validation accuracy (%)")
             ax.set_title(f"{s.group.student} {s.group.size_label()} [{s.teachers_label()}]", fontsize=9)
-            ax.legend(fontsize=7)
-        fig.suptitle(f"{dataset}: validation accuracy vs β (★ = selected β)")
+        legend_outside(fig, axes)  # one legend beside the panels: never on a curve or a title
+        suptitle(fig, f"{dataset}: validation accuracy vs β (★ = selected β)")
         what = ("mean over cross-validation folds at each β's best step, error bars ± SE over folds"
                 if any_cv else "select phase")
         plots.append(Plot(f"beta_{slug(suite, dataset)}.png",
@@ -207,8 +207,8 @@ def acc_vs_params_plot(index: RecordIndex, notes: list[str]) -> list[Plot]:
                 ax.errorbar([x], [st.mean * 100], yerr=[(st.se or 0.0) * 100], marker="s", color="gray", capsize=2,
                             label="teacher probe" if "probe" not in seen else None)
                 seen.add("probe")
-                ax.annotate(teachers_label(ts), (x, st.mean * 100), fontsize=7, xytext=(4, 4),
-                            textcoords="offset points")
+                ax.annotate(teachers_label(ts), (x, st.mean * 100), fontsize=7, xytext=(-6, 4), ha="right",
+                            textcoords="offset points")  # left of the point: stays inside the panel
         ax.set_xscale("log")
         ax.margins(x=0.12)
         for x, label in student_marks:
@@ -216,8 +216,8 @@ def acc_vs_params_plot(index: RecordIndex, notes: list[str]) -> list[Plot]:
         ax.set_xlabel("parameters (log)")
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"{dataset} n={n}" + (f", views={views}" if views != 1 else ""), fontsize=9)
-        ax.legend(fontsize=7)
-    fig.suptitle("Test accuracy vs model size\n(students: main teacher set; squares: teacher linear probes)", fontsize=9)
+    legend_outside(fig, axes)
+    suptitle(fig, "Test accuracy vs model size (students: main teacher set; squares: teacher linear probes)")
     return [Plot("acc_vs_params.png", "Test accuracy vs parameter count: students (per method, with the setting's "
                  "main teacher set) and the teachers' linear probes as references.", _png(fig))]
 

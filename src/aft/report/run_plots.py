@@ -15,7 +15,7 @@ from typing import Any
 
 from aft.experiments.records import RunRecord
 from aft.report.aggregate import STL, Group, RecordIndex, Setting, mean_se, method_sort_key, teachers_label
-from aft.report.canvas import Plot, png, slug
+from aft.report.canvas import Plot, legend_outside, png, slug, suptitle
 from aft.report.canvas import color as _color
 
 MAX_ROWS = 12
@@ -92,25 +92,6 @@ def curve_bands(index: RecordIndex) -> dict[tuple[Setting, str], dict[str, tuple
         if got:
             out[key] = got
     return out
-
-
-def _legend_outside(fig: Any, axes: Sequence[Any]) -> None:
-    """One legend for the figure, outside the panels (right), from the labelled lines of all axes."""
-    handles: dict[str, Any] = {}
-    for ax in axes:
-        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
-            handles.setdefault(label, h)
-    if handles:
-        # anchored just outside the panels' right edge; the tight bounding box of the PNG keeps it
-        right = max(ax.get_position().x1 for ax in axes)
-        top = max(ax.get_position().y1 for ax in axes)
-        fig.legend(list(handles.values()), list(handles), loc="upper left", bbox_to_anchor=(right + 0.005, top),
-                   fontsize=8, frameon=False)
-
-
-def _suptitle(fig: Any, text: str) -> None:
-    """The figure title 0.15 in below the top edge: above the panels' (two-line) titles, never on them."""
-    fig.suptitle(text, fontsize=10, y=1 - 0.15 / fig.get_figheight(), va="top")
 
 
 def _grid_figure(nrows: int, ncols: int, size: tuple[float, float], legend_w: float = 1.4,
@@ -195,8 +176,8 @@ def learning_curve_plots(index: RecordIndex, notes: list[str]) -> list[Plot]:
                              fontsize=8)
                 if s is settings[-1]:
                     ax.set_xlabel("step", fontsize=8)
-        _legend_outside(fig, [ax for row in rows for ax in row])
-        _suptitle(fig, f"{dataset}: learning curves of the selected configurations (mean ± SE over seeds)")
+        legend_outside(fig, [ax for row in rows for ax in row])
+        suptitle(fig, f"{dataset}: learning curves of the selected configurations (mean ± SE over seeds)")
         val = " and ".join(sorted(sources)) or "the final runs"
         plots.append(Plot(f"curves_{slug(suite, dataset)}.png",
                           f"{dataset}: train loss, task loss, regularizer term R and validation accuracy vs step of "
@@ -265,12 +246,12 @@ def rho_sorted_plot(index: RecordIndex, notes: list[str]) -> list[Plot]:
         ax.set_xlabel("feature rank (0 = largest weight, 1 = smallest)", fontsize=7)
         ax.set_ylabel("ρ" if method == "aft" else "feature weight (method's own scale)", fontsize=7)
         ax.tick_params(labelsize=7)
-        ax.legend(fontsize=6, loc="upper right")
+        ax.legend(fontsize=6, loc="best")
     for ax in flat[len(keys):]:
         ax.set_axis_off()
     if len(bands) > len(keys):
         notes.append(f"sorted-ρ plot: {len(bands) - len(keys)} (method, teacher) panel(s) beyond 24 not drawn")
-    _suptitle(fig, "Learned feature weights per teacher, sorted (mean ± SE over seeds; each method on its own axis)")
+    suptitle(fig, "Learned feature weights per teacher, sorted (mean ± SE over seeds; each method on its own axis)")
     return [Plot("rho_sorted.png", "Each teacher's learned feature weights sorted from largest to smallest, per "
                  "method (AFT's ρ is in (0, 1); other methods' weights are on their own scale, never a shared axis) "
                  "and setting; line = mean over seeds, band = ± SE. A flat curve: the teacher's features are "
