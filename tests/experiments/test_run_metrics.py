@@ -31,6 +31,9 @@ def test_curve_points_keep_evals_and_thin_training_points() -> None:
     assert [p["step"] for p in evals] == [50.0, 100.0, 150.0, 200.0]
     assert len(pts) - len(evals) == 20 and pts[-1]["step"] == 200.0
     assert all({"loss", "task_loss", "reg_loss", "beta"} <= set(p) for p in pts)
+    assert next(p for p in pts if p["step"] == 50.0)["loss"] == 0.02 and pts[0]["loss"] == float(f"{pts[0]['loss']:.4g}")
+    only_evals = curve_points(hist, max_train_points=0)
+    assert [p["step"] for p in only_evals] == [50.0, 100.0, 150.0, 200.0]
     # a non-finite value is left out (no key), never written as NaN
     assert curve_points([{"step": 5, "val_accuracy": float("nan"), "loss": 1.0}]) == [{"step": 5.0, "loss": 1.0}]
 
@@ -66,3 +69,4 @@ def test_final_record_carries_confusion_curves_and_rho(tmp_path, monkeypatch) ->
     assert len(prof) == 12 and prof == sorted(prof, reverse=True)
     sel = ex(RunJob("rm", "digits", "cnn-small", ("rm-t",), "aft", 1.0, 60, 0, "select"))
     assert "confusion" not in sel.extra  # select runs never touch test
+    assert sel.curve and all("val_acc" in p for p in sel.curve)  # selection runs: evaluation points only

@@ -190,7 +190,9 @@ class TrainingExecutor:
         result = train(cfg, features=features, train_split=train_split, test_split=test, val_split=val_split)
         wall = time.perf_counter() - t0
         # the report's learning curves (train/task loss, R, val acc), confusion matrix and sorted-rho curves
-        curve = curve_points(result.history)
+        # (training-loss points only for runs the report draws: finals and regret runs; selection runs keep
+        # their evaluation points, which cross-validation reads)
+        curve = curve_points(result.history, max_train_points=30 if job.phase in ("final", "regret") else 0)
         extra: dict[str, Any] = {"steps": result.steps, "selected_step": result.selected_step}
         profile = rho_profile(result.regularizer.importance(), dict(getattr(features, "column_ranges", None) or {}))
         if profile:

@@ -32,15 +32,19 @@ def _finite(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def curve_points(history: Sequence[dict[str, Any]], max_train_points: int = 60) -> list[dict[str, float]]:
+def curve_points(history: Sequence[dict[str, Any]], max_train_points: int = 30) -> list[dict[str, float]]:
     """The run's curve: all evaluation points and <= `max_train_points` training-log points, by step.
 
     A point has ``step`` and whichever of ``loss``, ``task_loss``, ``reg_loss``, ``beta``, ``val_acc``
-    the history record holds (no key rather than NaN for what was not measured at that step).
+    the history record holds (no key rather than NaN for what was not measured at that step). The
+    losses and beta are kept to 4 significant digits (they are drawn, never compared); ``val_acc`` is
+    kept exactly (cross-validation picks the stopping step from it).
     """
     evals = [h for h in history if "val_accuracy" in h and "step" in h]
     logs = [h for h in history if "val_accuracy" not in h and "step" in h and "loss" in h]
-    if len(logs) > max_train_points:
+    if max_train_points <= 0:
+        logs = []
+    elif len(logs) > max_train_points:
         stride = len(logs) / max_train_points
         logs = [logs[min(len(logs) - 1, int(round((i + 1) * stride)) - 1)] for i in range(max_train_points)]
     out = []
@@ -49,7 +53,7 @@ def curve_points(history: Sequence[dict[str, Any]], max_train_points: int = 60) 
         for src, dst in CURVE_KEYS.items():
             v = _finite(h.get(src))
             if v is not None:
-                p[dst] = v
+                p[dst] = v if dst == "val_acc" else float(f"{v:.4g}")
         out.append(p)
     return out
 
@@ -77,7 +81,8 @@ def confusion_matrix(student: torch.nn.Module, inputs: Any, labels: Sequence[int
 
 def rho_profile(importance: torch.Tensor | None, column_ranges: dict[str, tuple[int, int]],
                 points: int = RHO_PROFILE_POINTS) -> dict[str, list[float]]:
-    """Per teacher, its weights sorted high -> low at `points` evenly spaced ranks (all when fewer)."""
+    """Per teacher, its weights sorted high -> low at `points` evenly spaced ranks (all when fewer), to 4
+    significant digits."""
     if importance is None or importance.numel() == 0:
         return {}
     rho = importance.detach().float().cpu().flatten()
@@ -89,5 +94,5 @@ def rho_profile(importance: torch.Tensor | None, column_ranges: dict[str, tuple[
         srt = torch.sort(part, descending=True).values
         n = srt.numel()
         idx = range(n) if n <= points else [round(i * (n - 1) / (points - 1)) for i in range(points)]
-        out[name] = [float(srt[i]) for i in idx]
+        out[name] = [float(f"{float(srt[i]):.4g}") for i in idx]  # drawn, never compared: 4 digits
     return out
