@@ -41,3 +41,13 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
     "$VENV/bin/python" -c "import aft, torch; print('[setup] aft', aft.__version__, 'torch', torch.__version__)"
     echo "$WANT" > "$STAMP"
 fi
+# Debian's headless Chromium for the report's browser test (tests/report/test_report_browser.py): the `chromium`
+# asset, `apt-get download` + `dpkg-deb -x` into the aft cache (nothing installed system-wide). Without apt the
+# test skips with one line.
+if command -v apt-get >/dev/null 2>&1 && command -v dpkg-deb >/dev/null 2>&1; then
+    if "$VENV/bin/python" -m aft assets fetch chromium >/dev/null 2>&1; then
+        echo "[setup] chromium (report browser test) ready in the aft cache"
+    else
+        echo "[setup] chromium could not be fetched (apt lists or mirror); the report browser test will skip"
+    fi
+fi

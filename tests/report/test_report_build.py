@@ -26,8 +26,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> ReportPaths:
 def test_files_exist_and_pngs_are_valid(built: ReportPaths) -> None:
     assert built.index_html.is_file()
     names = {p.name for p in built.plots}
-    assert {"normalized_error.png", "rho.png", "acc_vs_params.png", "beta_vis_fmnist.png",
-            "curves_txt_spam.png"} <= names
+    assert {"normalized_error.png", "rho_sorted.png", "acc_vs_params.png", "beta_vis_fmnist.png",
+            "curves_txt_spam.png", "classes_vis_fmnist_cnn_100_v1.png"} <= names
     for p in built.plots:
         data = p.read_bytes()
         assert len(data) > 1000 and data[:8] == PNG_MAGIC, p

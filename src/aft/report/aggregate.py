@@ -14,6 +14,7 @@ Vocabulary (../shared/BENCHMARKS.md):
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections import defaultdict
@@ -39,15 +40,29 @@ def method_sort_key(method: str) -> tuple[int, str]:
     return (len(METHOD_ORDER) * 2, method)
 
 
-@dataclass(frozen=True, order=True)
+@functools.total_ordering
+@dataclass(frozen=True)
 class Group:
-    """A (suite, dataset, student, train size, views) cell: a setting without its teachers."""
+    """A (suite, dataset, student, train size, views) cell: a setting without its teachers.
+
+    Groups sort as a reader scans a table: by dataset, student, training size *as a number*, views,
+    then suite (``n=100, n=500, n=2000`` even when the n=500 runs come from another suite).
+    """
 
     suite: str
     dataset: str
     student: str
     train_size: int
     views: int = 1
+
+    def sort_key(self) -> tuple[str, str, int, int, str]:
+        """(dataset, student, train size, views, suite): the display order."""
+        return (self.dataset, self.student, self.train_size, self.views, self.suite)
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, Group):
+            return NotImplemented
+        return self.sort_key() < other.sort_key()
 
     def label(self) -> str:
         """Short column label, e.g. ``fashion-mnist / cnn / n=500`` (``, views=4`` when views > 1)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
+from aft.report.runs import runs_table_html
 from aft.report.sections import ReportContent, fmt_wall
 from aft.report.tables import Table
 
@@ -11,7 +12,8 @@ CSS = """
 body { font-family: -apple-system, Segoe UI, Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1400px;
        color: #222; padding: 0 1em; }
 h1, h2 { font-weight: 600; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 2em; }
-table { border-collapse: collapse; margin: .8em 0; font-size: 13px; }
+.scroll { max-width: 100%; overflow-x: auto; margin: .8em 0; }
+table { border-collapse: collapse; font-size: 13px; }
 th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: left; white-space: nowrap; }
 th { background: #f3f3f3; } tr:nth-child(even) td { background: #fafafa; }
 pre { background: #f6f8fa; padding: .8em; overflow-x: auto; font-size: 13px; }
@@ -19,6 +21,7 @@ pre { background: #f6f8fa; padding: .8em; overflow-x: auto; font-size: 13px; }
 figure { margin: 1.5em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 13px; }
 nav a { margin-right: 1em; }
+.flag { color: #c00; font-weight: 600; white-space: normal; }
 """
 
 
@@ -28,7 +31,8 @@ def table_html(table: Table) -> str:
         return f'<p class="empty">{escape(table.empty_note or "No data.")}</p>\n'
     head = "".join(f"<th>{escape(h)}</th>" for h in table.header)
     body = "\n".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in table.rows)
-    out = f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>\n"
+    # wide tables scroll inside their own box: the page never overflows its width
+    out = f'<div class="scroll"><table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table></div>\n'
     if table.notes:
         out += '<ul class="note">' + "".join(f"<li>{escape(n)}</li>" for n in table.notes) + "</ul>\n"
     return out
@@ -38,7 +42,8 @@ def render_html(content: ReportContent) -> str:
     """The whole page."""
     commands = "<pre>" + escape("\n".join(content.commands)) + "</pre>\n"
     nav = "<nav>" + "".join(f'<a href="#{t.key}">{escape(t.title)}</a>' for t in content.tables)
-    nav += '<a href="#plots">Plots</a></nav>\n' if content.plots else "</nav>\n"
+    nav += '<a href="#plots">Plots</a>' if content.plots else ""
+    nav += '<a href="#runs">Runs</a></nav>\n' if content.runs else "</nav>\n"
     parts = [
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>aft results</title>\n"
         f"<style>{CSS}</style>\n</head>\n<body>\n<h1>aft results</h1>\n",
@@ -59,6 +64,12 @@ def render_html(content: ReportContent) -> str:
         for p in content.plots:
             parts.append(f'<figure><img src="{escape(p.name)}" alt="{escape(p.caption)}">'
                          f"<figcaption>{escape(p.caption)}</figcaption></figure>\n")
+    if content.runs:
+        n_flag = sum(1 for r in content.runs if r.flag)
+        parts.append('<h2 id="runs">Runs</h2>\n'
+                     f"<p>{len(content.runs)} final runs ({n_flag} flagged as collapsed). <em>run</em>: the run's "
+                     "configuration (runs.html); <em>student</em>: the saved student where `aft compare --keep` "
+                     "kept it.</p>\n" + runs_table_html(content.runs))
     if content.notes:
         parts.append("<h2>Notes</h2>\n<ul>" + "".join(f"<li>{escape(n)}</li>" for n in content.notes) + "</ul>\n")
     parts.append("</body>\n</html>\n")

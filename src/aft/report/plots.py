@@ -6,12 +6,9 @@ Each function returns a list of `Plot` (file name, caption, PNG bytes) and appen
 
 from __future__ import annotations
 
-import io
 import math
-import re
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from aft.report.aggregate import (
@@ -25,18 +22,14 @@ from aft.report.aggregate import (
     method_sort_key,
     teachers_label,
 )
-from aft.report.tables import RHO_STAT_ORDER, TEACHER_PARAMS_KEY
+from aft.report.canvas import Plot, legend_outside, slug, suptitle
+from aft.report.canvas import color as _color
+from aft.report.canvas import png as _png
+from aft.report.tables import TEACHER_PARAMS_KEY
+
+__all__ = ["Plot", "all_plots", "slug"]
 
 MAX_PANELS = 24
-
-
-@dataclass
-class Plot:
-    """One PNG of the report."""
-
-    name: str
-    caption: str
-    png: bytes
 
 
 def _figure(n_panels: int, ncols: int = 4, size: tuple[float, float] = (4.0, 3.0)) -> tuple[Any, list[Any]]:
@@ -51,32 +44,6 @@ def _figure(n_panels: int, ncols: int = 4, size: tuple[float, float] = (4.0, 3.0
                         wspace=0.3, hspace=0.55)
     axes = [fig.add_subplot(nrows, ncols, i + 1) for i in range(n_panels)]
     return fig, axes
-
-
-def _png(fig: Any) -> bytes:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight", dpi=110)
-    return buf.getvalue()
-
-
-def slug(*parts: str) -> str:
-    """A file-name-safe slug of the parts (``fashion-mnist`` -> ``fashion-mnist``)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", "_".join(parts)).strip("_") or "x"
-
-
-#: fixed colours so a method looks the same in every figure
-COLORS = {"none": "#333333", "probe": "#888888", "aft": "#d62728", "kd": "#2ca02c", "rkd": "#1f77b4",
-          "ft": "#ff7f0e", "btuning": "#9467bd", "kkd": "#8c564b"}
-SPARE_COLORS = ("#e377c2", "#17becf", "#bcbd22", "#7f7f7f", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896")
-
-
-def _color(method: str) -> str:
-    if method in COLORS:
-        return COLORS[method]
-    return SPARE_COLORS[sum(method.encode()) % len(SPARE_COLORS)]
 
 
 def normalized_error_plot(h: Headline, notes: list[str]) -> list[Plot]:
@@ -173,84 +140,14 @@ def beta_curve_plots(index: RecordIndex, notes: list[str]) -> list[Plot]:
             ax.set_xlabel("β")
             ax.set_ylabel("fold validation accuracy (%)" if any_cv else "validation accuracy (%)")
             ax.set_title(f"{s.group.student} {s.group.size_label()} [{s.teachers_label()}]", fontsize=9)
-            ax.legend(fontsize=7)
-        fig.suptitle(f"{dataset}: validation accuracy vs β (★ = selected β)")
+        legend_outside(fig, axes)  # one legend beside the panels: never on a curve or a title
+        suptitle(fig, f"{dataset}: validation accuracy vs β (★ = selected β)")
         what = ("mean over cross-validation folds at each β's best step, error bars ± SE over folds"
                 if any_cv else "select phase")
         plots.append(Plot(f"beta_{slug(suite, dataset)}.png",
                           f"{dataset}: validation accuracy vs β per method ({what}; ★ selected β, red edge: the "
                           "choice is at the edge of the grid; dashed: STL's validation accuracy).", _png(fig)))
     return plots
-
-
-def learning_curve_plots(index: RecordIndex, notes: list[str]) -> list[Plot]:
-    """Validation accuracy vs step for one seed (the lowest with a curve) per method and setting."""
-    first: dict[tuple[Setting, str], Any] = {}
-    for r in sorted(index.final, key=lambda r: r.seed):
-        if r.curve and any("step" in p and "val_acc" in p for p in r.curve):
-            first.setdefault((Setting.of(r), r.method), r)
-    chosen = {(Setting.of(r), r.method): r.beta for r in index.final}
-    for r in sorted(index.cv, key=lambda r: r.fold or 0):  # cv finals have no validation: fold 0 of the choice
-        key = (Setting.of(r), r.method)
-        if key not in first and chosen.get(key) == r.beta and r.curve:
-            first[key] = r
-    if not first:
-        notes.append("learning-curve plots skipped: no final record has a `curve`")
-        return []
-    panels = {s for s, m in first if s.teachers or not any(
-        t.group == s.group and t.teachers for t, _ in first)}
-    plots = []
-    for (suite, dataset), settings in _panel_settings(index, panels).items():
-        if len(settings) > MAX_PANELS:
-            notes.append(f"learning curves for {dataset}: {len(settings) - MAX_PANELS} setting(s) not drawn")
-            settings = settings[:MAX_PANELS]
-        fig, axes = _figure(len(settings))
-        for ax, s in zip(axes, settings, strict=True):
-            runs = [(m, r) for (t, m), r in first.items() if t == s or (m == STL and t == Setting(s.group, ()))]
-            for method, r in sorted(runs, key=lambda x: method_sort_key(x[0])):
-                pts = [p for p in r.curve if p.get("step") is not None and p.get("val_acc") is not None]
-                ax.plot([p["step"] for p in pts], [p["val_acc"] * 100 for p in pts],
-                        label=f"{method} (seed {r.seed}" + (f", fold {r.fold}" if r.fold is not None else "") + ")",
-                        color=_color(method),
-                        linestyle="--" if method == STL else "-")
-            ax.set_xlabel("step")
-            ax.set_ylabel("validation accuracy (%)")
-            ax.set_title(f"{s.group.student} {s.group.size_label()} [{s.teachers_label()}]", fontsize=9)
-            ax.legend(fontsize=7)
-        fig.suptitle(f"{dataset}: learning curves (one seed per method)")
-        plots.append(Plot(f"curves_{slug(suite, dataset)}.png",
-                          f"{dataset}: validation accuracy vs training step, one seed per method (under "
-                          "cross-validation: fold 0 of the chosen β, whose held-out fold is the validation).",
-                          _png(fig)))
-    return plots
-
-
-def rho_plot(index: RecordIndex, notes: list[str]) -> list[Plot]:
-    """Box plots of each rho statistic per teacher, over seeds and settings."""
-    values: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for r in index.final:
-        for teacher, summary in r.rho.items():
-            # a teacher alone and the same teacher inside a concatenation are different distributions
-            key = teacher if len(r.teachers) < 2 else f"{teacher}\n(in {teachers_label(r.teachers)})"
-            for stat, v in summary.items():
-                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-                    values[stat][key].append(float(v))
-    if not values:
-        notes.append("ρ plot skipped: no final record has a `rho` entry")
-        return []
-    stats = [s for s in RHO_STAT_ORDER if s in values] + sorted(set(values) - set(RHO_STAT_ORDER))
-    n_boxes = max(len(v) for v in values.values())
-    fig, axes = _figure(len(stats), ncols=3 if n_boxes <= 4 else 1, size=(max(4.0, 1.1 * n_boxes), 3.2))
-    for ax, stat in zip(axes, stats, strict=True):
-        teachers = sorted(values[stat])
-        ax.boxplot([values[stat][t] for t in teachers])
-        ax.set_xticks(range(1, len(teachers) + 1), teachers)
-        ax.set_title(f"ρ {stat}")
-        ax.tick_params(axis="x", labelsize=7)
-    fig.suptitle("Learned ρ per teacher (all final records with ρ)")
-    return [Plot("rho.png", "Distribution of the learned ρ summaries per teacher (over seeds and settings; a teacher "
-                 "inside a concatenation is shown separately).",
-                 _png(fig))]
 
 
 def _primary_teachers(index: RecordIndex, group: Group) -> tuple[str, ...]:
@@ -265,7 +162,8 @@ def _primary_teachers(index: RecordIndex, group: Group) -> tuple[str, ...]:
 
 def acc_vs_params_plot(index: RecordIndex, notes: list[str]) -> list[Plot]:
     """Test accuracy vs parameter count (log x): students per method, teachers' probes as references."""
-    panels = sorted({(g.suite, g.dataset, g.train_size, g.views) for g in index.student_groups()})
+    panels = sorted({(g.suite, g.dataset, g.train_size, g.views) for g in index.student_groups()},
+                    key=lambda p: (p[1], p[2], p[3], p[0]))  # training sizes as numbers
     panels = [p for p in panels if any(r.student_params for r in index.final if r.method != PROBE and (
         r.suite, r.dataset, r.train_size, r.views) == p)]
     if not panels:
@@ -309,8 +207,8 @@ def acc_vs_params_plot(index: RecordIndex, notes: list[str]) -> list[Plot]:
                 ax.errorbar([x], [st.mean * 100], yerr=[(st.se or 0.0) * 100], marker="s", color="gray", capsize=2,
                             label="teacher probe" if "probe" not in seen else None)
                 seen.add("probe")
-                ax.annotate(teachers_label(ts), (x, st.mean * 100), fontsize=7, xytext=(4, 4),
-                            textcoords="offset points")
+                ax.annotate(teachers_label(ts), (x, st.mean * 100), fontsize=7, xytext=(-6, 4), ha="right",
+                            textcoords="offset points")  # left of the point: stays inside the panel
         ax.set_xscale("log")
         ax.margins(x=0.12)
         for x, label in student_marks:
@@ -318,8 +216,8 @@ def acc_vs_params_plot(index: RecordIndex, notes: list[str]) -> list[Plot]:
         ax.set_xlabel("parameters (log)")
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"{dataset} n={n}" + (f", views={views}" if views != 1 else ""), fontsize=9)
-        ax.legend(fontsize=7)
-    fig.suptitle("Test accuracy vs model size\n(students: main teacher set; squares: teacher linear probes)", fontsize=9)
+    legend_outside(fig, axes)
+    suptitle(fig, "Test accuracy vs model size (students: main teacher set; squares: teacher linear probes)")
     return [Plot("acc_vs_params.png", "Test accuracy vs parameter count: students (per method, with the setting's "
                  "main teacher set) and the teachers' linear probes as references.", _png(fig))]
 
@@ -331,11 +229,14 @@ def all_plots(index: RecordIndex, h: Headline, notes: list[str]) -> list[Plot]:
     except ImportError:
         notes.append("plots skipped: matplotlib is not installed (pip install 'aft[report]')")
         return []
+    from aft.report.run_plots import learning_curve_plots, per_class_plots, rho_sorted_plot
+
     builders: Sequence = (
         lambda: normalized_error_plot(h, notes),
         lambda: beta_curve_plots(index, notes),
         lambda: learning_curve_plots(index, notes),
-        lambda: rho_plot(index, notes),
+        lambda: rho_sorted_plot(index, notes),
+        lambda: per_class_plots(index, notes),
         lambda: acc_vs_params_plot(index, notes),
     )
     out: list[Plot] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from aft.report.runs import RUNS_PAGE
 from aft.report.sections import ReportContent, fmt_wall
 from aft.report.tables import to_markdown
 
@@ -34,7 +35,9 @@ def render_results_md(content: ReportContent, markdown_path: Path, out_dir: Path
         rel = Path(os.path.relpath(out_dir, markdown_path.parent))
         parts.append("## Plots\n")
         parts.append("The HTML page with the same tables and these figures: "
-                     f"[{(rel / 'index.html').as_posix()}]({(rel / 'index.html').as_posix()}).\n")
+                     f"[{(rel / 'index.html').as_posix()}]({(rel / 'index.html').as_posix()})"
+                     + (f"; each final run's configuration: [{(rel / RUNS_PAGE).as_posix()}]"
+                        f"({(rel / RUNS_PAGE).as_posix()})" if content.runs else "") + ".\n")
         for p in content.plots:
             parts.append(f"![{p.caption}]({(rel / p.name).as_posix()})\n\n*{p.caption}*\n")
     if content.notes:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from aft.report.aggregate import RecordIndex
 from aft.report.plots import Plot
+from aft.report.runs import RunLink
 from aft.report.tables import Table
 
 
@@ -27,6 +28,7 @@ class ReportContent:
         n_records: records read (after removing duplicates); n_final / n_select by phase.
         wall_s: total wall time of all runs (sum of `wall_s`).
         notes: one line per table, plot or record that was skipped, and why.
+        runs: every final run with its flags and links (index.html's run list).
     """
 
     tables: list[Table]
@@ -37,12 +39,13 @@ class ReportContent:
     n_select: int
     wall_s: float
     notes: list[str] = field(default_factory=list)
+    runs: list[RunLink] = field(default_factory=list)
 
     @classmethod
     def of(cls, index: RecordIndex, tables: Sequence[Table], plots: Sequence[Plot], commands: Sequence[str],
-           notes: Sequence[str]) -> ReportContent:
+           notes: Sequence[str], runs: Sequence[RunLink] = ()) -> ReportContent:
         return cls(list(tables), list(plots), list(commands), len(index.records), len(index.final),
-                   len(index.select), index.wall_s(), list(notes))
+                   len(index.select), index.wall_s(), list(notes), list(runs))
 
     def totals_line(self, table: Table | None = None) -> str:
         """``Records: 144 (this table uses 60); total wall time of all runs: ...``."""

@@ -59,14 +59,16 @@ def collapse_notes(index: RecordIndex) -> list[str]:
     Final runs are what the test tables average: a collapsed one is a defect to explain, so it is
     listed first; collapsed fold/select runs only lowered that beta's validation score.
     """
-    groups: dict[tuple[str, str, str, str, float], list[RunRecord]] = {}
+    groups: dict[tuple[str, str, str, int, str, str, float], list[RunRecord]] = {}
     for r in [*index.final, *index.cv, *index.select]:
         if r.extra.get("collapsed"):
             teachers = "+".join(r.teachers) or "-"
-            key = (r.phase, f"{r.suite}/{r.student}/n={r.train_size}", r.method, teachers, float(r.beta))
+            key = (r.phase, r.suite, r.student, r.train_size, r.method, teachers, float(r.beta))
             groups.setdefault(key, []).append(r)
     out = []
-    for (phase, where, method, teachers, beta), recs in sorted(groups.items(), key=lambda kv: (kv[0][0] != "final", kv[0])):
+    for (phase, suite, student, n, method, teachers, beta), recs in sorted(
+            groups.items(), key=lambda kv: (kv[0][0] != "final", kv[0])):  # train sizes sort as numbers
+        where = f"{suite}/{student}/n={n}"
         seeds = sorted({r.seed if r.fold is None else r.fold for r in recs})
         what = "seeds" if phase != "cv" else "folds"
         out.append(f"warning: collapsed ({phase}): {where} {method} [{teachers}] beta={beta:g}, {len(recs)} run(s), "
