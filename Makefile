@@ -1,4 +1,4 @@
-.PHONY: setup demo test lint
+.PHONY: setup demo test lint results
 setup:
 	bash scripts/setup.sh
 demo:
@@ -7,3 +7,5 @@ test:
 	bash scripts/test.sh
 lint: setup
 	.venv/bin/ruff check src tests benchmarks examples
+results:
+	bash scripts/results.sh

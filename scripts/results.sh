@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Regenerate docs/RESULTS.md and docs/CLAIMS.md from the comparison records (runs only what the
+# records lack: a finished comparison is reused). `make results`; ~2 h on 2 free cores from scratch.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+AFT=.venv/bin/aft
+RECORDS=(results/demo/records.jsonl results/demo-regret/records.jsonl results/digits/records.jsonl)
+$AFT compare demo --records results/demo/records.jsonl --no-progress
+$AFT compare benchmarks/suites/demo-regret.yaml --records results/demo-regret/records.jsonl --no-progress
+$AFT compare digits --records results/digits/records.jsonl --no-progress
+$AFT report --records "${RECORDS[@]}" --out results/report --markdown docs/RESULTS.md \
+  --findings results/FINDINGS.md --command "make results"
+.venv/bin/python benchmarks/claims.py --records "${RECORDS[@]}" --out docs/CLAIMS.md > /dev/null
+echo "docs/RESULTS.md and docs/CLAIMS.md regenerated"
