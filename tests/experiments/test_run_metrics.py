@@ -70,3 +70,14 @@ def test_final_record_carries_confusion_curves_and_rho(tmp_path, monkeypatch) ->
     sel = ex(RunJob("rm", "digits", "cnn-small", ("rm-t",), "aft", 1.0, 60, 0, "select"))
     assert "confusion" not in sel.extra  # select runs never touch test
     assert sel.curve and all("val_acc" in p for p in sel.curve)  # selection runs: evaluation points only
+
+
+def test_train_by_size_gives_one_size_its_own_budget(tmp_path) -> None:
+    suite = SuiteConfig.from_dict(dict(name="tbs", dataset="digits", students=["cnn-small"], teacher_sets=[["rm-t"]],
+                                       methods=["none"], train_sizes=[40, 60], pool_size=60, test_limit=40,
+                                       seeds=[0], probe=False, train={"steps": 12, "log_every": 4},
+                                       train_by_size={60: {"steps": 20}}))
+    ex = TrainingExecutor(suite, tmp_path / "store", progress=False)
+    small = ex(RunJob("tbs", "digits", "cnn-small", (), "none", 0.0, 40, 0, "final"))
+    large = ex(RunJob("tbs", "digits", "cnn-small", (), "none", 0.0, 60, 0, "final"))
+    assert (small.extra["steps"], large.extra["steps"]) == (12, 20)
