@@ -6,8 +6,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 AFT=.venv/bin/aft
-RECORDS=(results/demo/records.jsonl results/demo-regret/records.jsonl results/digits/records.jsonl)
-$AFT compare demo --records results/demo/records.jsonl --no-progress
+# demo-regret is the demo suite plus the selection-regret runs (its finals equal `aft demo`'s)
+RECORDS=(results/demo-regret/records.jsonl results/digits/records.jsonl)
 $AFT compare benchmarks/suites/demo-regret.yaml --records results/demo-regret/records.jsonl --no-progress
 $AFT compare digits --records results/digits/records.jsonl --no-progress
 $AFT report --records "${RECORDS[@]}" --out results/report --markdown docs/RESULTS.md \
