@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aft.data.options import path_label
 from aft.data.split import DatasetSplit
 from aft.errors import ConfigError, DataError
 
@@ -125,7 +126,7 @@ def load_imagefolder(
             )
         arrays.append(np.asarray(out, dtype=np.uint8))
     return DatasetSplit(
-        dataset=name or root.name,
+        dataset=name or path_label(root),
         split=split,
         ids=[f"{cls}/{f.name}" for cls, f in files],
         inputs=np.stack(arrays),

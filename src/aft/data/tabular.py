@@ -6,14 +6,17 @@ Which file a split reads (`path` option):
 * a template containing ``{split}``: ``data/{split}.csv`` -> ``data/train.csv``;
 * a single file: read as is, whatever the split name (it only names the result).
 
-Labels may be integers (``0..K-1``) or class names. Without `class_names`, names are sorted;
-in folder mode they are collected from every ``*.csv``/``*.jsonl`` file of the folder so that
-train and test agree on the label indices.
+Labels may be integers (``0..K-1``) or class names. Without `class_names` (alias ``classes=a,b``),
+names are sorted; in folder mode they are collected from every ``*.csv``/``*.jsonl`` file of the folder so that
+train and test agree on the label indices; in template mode from every file the template matches
+(``data/{split}.csv`` -> ``data/*.csv``). The dataset is named after the data (`name` option, else
+the folder name, the file stem, or the template's stem without ``{split}``), never after the loader.
 """
 
 from __future__ import annotations
 
 import csv
+import glob
 import io
 import json
 import os
@@ -24,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aft.data.options import path_label
 from aft.data.split import DatasetSplit
 from aft.errors import DataError
 
@@ -50,6 +54,18 @@ def resolve_split_file(path: str | os.PathLike[str], split: str, ext: str) -> Pa
     if target.stat().st_size == 0:
         raise DataError(f"data file {target} is empty; it needs a header row and at least one sample")
     return target
+
+
+def split_files(path: str | os.PathLike[str], ext: str) -> list[Path]:
+    """Every split file of the `path` option (a folder's ``*.<ext>``, a template's matches; a single
+    file: none besides itself), so that class names are inferred from all splits at once."""
+    spath = str(path)
+    if "{split}" in spath:
+        pattern = glob.escape(spath).replace(glob.escape("{split}"), "*")
+        return sorted(Path(p) for p in glob.glob(pattern) if Path(p).is_file())
+    if Path(spath).is_dir():
+        return sorted(Path(spath).glob(f"*.{ext}"))
+    return []
 
 
 def _decode(path: Path) -> str:
@@ -250,17 +266,16 @@ def load_table(
             raise DataError(f"class_names must be a non-empty list of distinct names, got {names}")
     else:
         pool = list(values)
-        if "{split}" not in str(path) and Path(path).is_dir():
-            for other in sorted(Path(path).glob(f"*.{ext}")):
-                if other != file and other.stat().st_size > 0:
-                    pool.extend(_labels_of_file(other, ext, label_column))
+        for other in split_files(path, ext):
+            if other.resolve() != file.resolve() and other.stat().st_size > 0:
+                pool.extend(_labels_of_file(other, ext, label_column))
         if any(isinstance(v, int) and v < 0 for v in pool) and all(isinstance(v, int) for v in pool):
             bad = next(v for v in values if isinstance(v, int) and v < 0)
             raise DataError(f"{file}: label {bad} is out of range; integer labels must be >= 0")
         names = _infer_class_names(pool, file)
     labels = _encode(file, where, values, names)
     return DatasetSplit(
-        dataset=name or (Path(path).name if Path(path).is_dir() else file.stem),
+        dataset=name or path_label(path),
         split=split,
         ids=ids,
         inputs=texts,

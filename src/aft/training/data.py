@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -13,8 +14,8 @@ from aft.errors import ConfigError, DataError, FeatureStoreError
 logger = logging.getLogger(__name__)
 
 
-def load_named_split(dataset: str | None, split: str) -> DatasetSplit:
-    """`aft.data.load_split(dataset, split)`, with a clear error when no dataset is configured."""
+def load_named_split(dataset: str | None, split: str, options: dict[str, Any] | None = None) -> DatasetSplit:
+    """`aft.data.load_split(dataset, split, **options)`, with a clear error when no dataset is configured."""
     if not dataset:
         raise ConfigError("no dataset given; set `dataset` in the config (or pass train_split= in Python)")
     from aft import data
@@ -22,7 +23,7 @@ def load_named_split(dataset: str | None, split: str) -> DatasetSplit:
     loader = getattr(data, "load_split", None)
     if loader is None:  # pragma: no cover - the data package always provides it once installed
         raise ConfigError("aft.data.load_split is unavailable in this installation")
-    return loader(dataset, split)
+    return loader(dataset, split, **(options or {}))
 
 
 def subsample(split: DatasetSplit, n: int | None, seed: int) -> DatasetSplit:

@@ -413,12 +413,12 @@ def _train(
         torch.cuda.set_device(device)
 
     # --- data (errors before anything is written) -------------------------------------------
-    source_split = train_split if train_split is not None else load_named_split(cfg.dataset, cfg.train_split)
+    source_split = train_split if train_split is not None else load_named_split(cfg.dataset, cfg.train_split, cfg.dataset_options)
     train_full = subsample(source_split, cfg.train_limit, cfg.seed)
     if len(train_full) == 0:
         raise DataError(f"training split {train_full.dataset}/{train_full.split} is empty; check the dataset")
     if test_split is None and train_split is None and cfg.test_split:
-        test_split = load_named_split(cfg.dataset, cfg.test_split)
+        test_split = load_named_split(cfg.dataset, cfg.test_split, cfg.dataset_options)
     if test_split is not None:
         test_split = subsample(test_split, cfg.test_limit, cfg.seed)
         if test_split.class_names != train_full.class_names:

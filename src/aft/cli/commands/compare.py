@@ -23,6 +23,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "comparison continues. One compare at a time may write a records file.",
     )
     p.add_argument("suite", help="a built-in suite (fashion-mnist, fashion-mnist-views, spam-assassin, demo) or a suite YAML file")
+    p.add_argument("--dataset", default=None, metavar="NAME",
+                   help="run the suite on this dataset instead of its own (e.g. csv with --data-option path=...)")
+    p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="dataset loader option, e.g. path=data/{split}.csv, classes=neg,pos, name=news "
+                   "(repeatable; overrides the suite's dataset_options)")
     p.add_argument("--quick", action="store_true", help="a reduced grid (one student/teacher/size/seed, 2 betas)")
     p.add_argument("--records", metavar="FILE", default=None,
                    help="JSON-lines records file (default: results/<suite>/records.jsonl)")
@@ -42,6 +47,19 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+def with_data(suite: Any, dataset: str | None, items: list[str]) -> Any:
+    """The suite with --dataset / --data-option applied (same vocabulary as train, extract, predict)."""
+    import dataclasses
+
+    from aft.data.options import parse_data_options
+
+    options = parse_data_options(items)
+    if dataset is None and not options:
+        return suite
+    merged = {**({} if dataset is not None and dataset != suite.dataset else suite.dataset_options), **options}
+    return dataclasses.replace(suite, dataset=dataset or suite.dataset, dataset_options=merged)
+
+
 def handler(args: argparse.Namespace) -> int:
     from aft.assets import cache_dir
     from aft.experiments.compare import compare, load_suite
@@ -51,6 +69,7 @@ def handler(args: argparse.Namespace) -> int:
 
     jobs = resolve_jobs(args.jobs, args.device)
     suite = load_suite(args.suite)
+    suite = with_data(suite, args.dataset, args.data_option)
     if args.quick:
         suite = suite.quick()
     records = Path(args.records) if args.records else Path("results") / suite.name / "records.jsonl"

@@ -3,6 +3,9 @@
 Texts: --text FILE (one text per line; - for stdin) or positional strings with --texts.
 Images: positional files or folders (needs Pillow: pip install 'aft[vision]'). Each image is resized
 once, by the student's own preprocessing, and the folder is read in batches (--batch-size).
+A dataset split: --dataset NAME [--split test] [--data-option key=value ...] (the options of `aft train`);
+each line then names the sample id and its true class, and the accuracy is printed last (stderr).
+--model takes a run folder, or a student kept by `aft compare --keep` (results/<suite>/students/<run>).
 """
 
 from __future__ import annotations
@@ -24,6 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="*", help="image files/folders, or texts with --texts; text files with --text")
     p.add_argument("--text", dest="text_file", help="file with one text per line ('-' = stdin)")
     p.add_argument("--texts", action="store_true", help="treat positional inputs as texts")
+    p.add_argument("--dataset", default=None, metavar="NAME",
+                   help="classify every sample of a dataset split (e.g. csv, imagefolder, digits)")
+    p.add_argument("--split", default="test", help="with --dataset: the split (default test)")
+    from aft.cli.commands.train import add_data_flags
+
+    add_data_flags(p, teachers=False)
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=256, metavar="N",
@@ -142,6 +151,12 @@ def handler(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise DataError(f"--batch-size must be >= 1, got {args.batch_size}")
 
+    if args.dataset is not None:
+        if args.inputs or args.text_file or args.texts:
+            raise DataError("give --dataset or inputs (files, --texts, --text), not both")
+        return _predict_dataset(args)
+    if args.data_option:
+        raise DataError("--data-option needs --dataset NAME (the options are the dataset's)")
     if args.text_file:
         try:
             fh = sys.stdin if args.text_file == "-" else open(args.text_file, encoding="utf-8")  # noqa: SIM115
@@ -170,6 +185,38 @@ def handler(args: argparse.Namespace) -> int:
     preds = predict(args.model, inputs, device=args.device, batch_size=args.batch_size,
                     trust_remote_code=args.trust_remote_code is True)
     _print(zip(keys, preds, strict=True), args.format)
+    return 0
+
+
+def predict_split(model_dir: str, split: Any, *, device: str = "cpu", batch_size: int = 256,
+                  trust_remote_code: bool = False) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Classify every sample of a `DatasetSplit` (read `batch_size` at a time, lazily where the split is
+    lazy): yields ``(sample id, prediction + "true" class name)``."""
+    student = _load(model_dir, device, trust_remote_code)
+    for s in range(0, len(split), batch_size):
+        batch = split.inputs[s : s + batch_size]
+        for k, pred in enumerate(_classify(student, batch, device)):
+            yield split.ids[s + k], {**pred, "true": split.class_names[int(split.labels[s + k])]}
+
+
+def _predict_dataset(args: argparse.Namespace) -> int:
+    from aft.data import load_split
+    from aft.data.options import parse_data_options
+
+    split = load_split(args.dataset, args.split, **parse_data_options(args.data_option))
+    correct = total = 0
+
+    def rows() -> Iterator[tuple[str, dict[str, Any]]]:
+        nonlocal correct, total
+        for key, pred in predict_split(args.model, split, device=args.device, batch_size=args.batch_size,
+                                       trust_remote_code=args.trust_remote_code is True):
+            correct += pred["label"] == pred["true"]
+            total += 1
+            yield key, pred
+
+    _print(rows(), args.format)
+    print(f"accuracy {correct / max(1, total):.4f} ({correct}/{total}) on {split.dataset}/{split.split}",
+          file=sys.stderr)
     return 0
 
 
