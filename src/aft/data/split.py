@@ -1,4 +1,8 @@
-"""`DatasetSplit`: the one in-memory view of a labeled split that every part of aft consumes."""
+"""`DatasetSplit`: the one view of a labeled split that every part of aft consumes.
+
+Ids, labels and class names are in memory; the inputs are in memory (built-ins) or an index read
+lazily (`aft.data.lazy.LazyInputs`: image paths, text-file offsets). `take` reads a batch either way.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import Literal
 
 import numpy as np
 
+from aft.data.lazy import LazyInputs
 from aft.errors import DataError
 
 Modality = Literal["image", "text"]
@@ -23,7 +28,8 @@ class DatasetSplit:
         split: split name (``"train"``, ``"test"``, ``"val"``...).
         ids: stable, unique sample ids (strings), in order.
         inputs: images as a uint8 array ``(N, H, W)`` (gray) or ``(N, H, W, 3)`` (RGB),
-            or texts as a list of ``str``.
+            or texts as a list of ``str``, or a `LazyInputs` that reads them on access
+            (``inputs[i]``, ``inputs[idx]``; see `take`).
         labels: int64 array ``(N,)`` with values in ``[0, len(class_names))``.
         class_names: the class names, index = label.
         modality: ``"image"`` or ``"text"``.
@@ -32,7 +38,7 @@ class DatasetSplit:
     dataset: str
     split: str
     ids: list[str]
-    inputs: np.ndarray | list[str]
+    inputs: np.ndarray | list[str] | LazyInputs
     labels: np.ndarray
     class_names: list[str]
     modality: Modality
@@ -62,11 +68,40 @@ class DatasetSplit:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def is_lazy(self) -> bool:
+        """True when the inputs are read from disk on access (`LazyInputs`)."""
+        return isinstance(self.inputs, LazyInputs)
+
+    def take(self, indices: Sequence[int] | np.ndarray) -> np.ndarray | list[str]:
+        """The inputs at `indices` as a batch: a uint8 array (images) or a list of texts."""
+        idx = np.asarray(indices, dtype=np.int64)
+        if isinstance(self.inputs, np.ndarray):
+            return self.inputs[idx]
+        if isinstance(self.inputs, LazyInputs):
+            return self.inputs.take(idx)
+        return [self.inputs[int(i)] for i in idx]
+
+    def text_lengths(self) -> np.ndarray:
+        """Characters per text (for length-sorted batches), without keeping lazy texts in memory."""
+        if isinstance(self.inputs, LazyInputs):
+            return self.inputs.lengths()
+        return np.fromiter((len(t) for t in self.inputs), dtype=np.int64, count=len(self))
+
+    def materialize(self) -> DatasetSplit:
+        """The same split with every input read into memory (itself when already in memory)."""
+        if not isinstance(self.inputs, LazyInputs):
+            return self
+        return DatasetSplit(self.dataset, self.split, list(self.ids), self.inputs.materialize(), self.labels,
+                            list(self.class_names), self.modality)
+
     def subset(self, indices: Sequence[int] | np.ndarray, split: str | None = None) -> DatasetSplit:
         """A new split holding the samples at `indices` (in that order)."""
         idx = np.asarray(indices, dtype=np.int64)
         if isinstance(self.inputs, np.ndarray):
-            inputs: np.ndarray | list[str] = self.inputs[idx]
+            inputs: np.ndarray | list[str] | LazyInputs = self.inputs[idx]
+        elif isinstance(self.inputs, LazyInputs):
+            inputs = self.inputs.select(idx)
         else:
             inputs = [self.inputs[i] for i in idx]
         return DatasetSplit(
@@ -88,7 +123,8 @@ class DatasetSplit:
             raise DataError(f"{self.dataset}/{self.split}: unknown sample id {exc.args[0]!r}") from None
 
     def fingerprint(self) -> str:
-        """sha256 over ids, inputs, labels and class names: changes iff the content changes."""
+        """sha256 over ids, inputs, labels and class names: changes iff the content changes (lazy
+        inputs: their files' identity, see `aft.data.lazy`, so nothing is decoded)."""
         if self._fingerprint:
             return self._fingerprint[0]
         h = hashlib.sha256()
@@ -96,7 +132,9 @@ class DatasetSplit:
         h.update("\x1f".join(self.class_names).encode())
         h.update("\x1e".join(self.ids).encode())
         h.update(np.ascontiguousarray(self.labels, dtype=np.int64).tobytes())
-        if isinstance(self.inputs, np.ndarray):
+        if isinstance(self.inputs, LazyInputs):
+            self.inputs.signature(h)
+        elif isinstance(self.inputs, np.ndarray):
             h.update(str(self.inputs.shape).encode() + str(self.inputs.dtype).encode())
             h.update(np.ascontiguousarray(self.inputs).tobytes())
         else:

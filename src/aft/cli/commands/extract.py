@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     teachers = [build_teacher(name, device=args.device, resolution=args.resolution)
                 if args.resolution is not None else build_teacher(name, device=args.device)
                 for name in names]
-    extra = {} if args.workers is None else {"workers": args.workers}
+    extra = {} if args.workers is None or distributed else {"workers": args.workers}
     for split_name in splits:
         split = load_split(dataset, split_name, args.limit, args.seed, **options)
         paths = extract(teachers, split, store, batch_size=args.batch_size, dtype=args.dtype,
