@@ -39,6 +39,7 @@ def test_template_splits_share_class_ids_and_one_name(tmp_path: Path) -> None:
     assert tr.class_names == te.class_names == ["a", "b", "c"]
     assert te.labels.tolist() == [2, 0]
     assert tr.dataset == te.dataset == "corpus"  # not "train" / "test"
+    assert load_split("csv", "train", path=path, name="news").dataset == "news"  # `name` is a loader option too
 
 
 def test_classes_option_fixes_label_ids(tmp_path: Path) -> None:

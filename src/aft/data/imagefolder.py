@@ -10,6 +10,7 @@ Without `mode`/`size` every image must share the first image's mode and size; ot
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -47,14 +48,16 @@ def decode_image(f: Path, mode: str, size: tuple[int, int] | None, expect_size: 
     from PIL import Image
 
     try:
-        with Image.open(f) as im:
+        with open(f, "rb") as fh:  # one read, then decoded from memory (faster than a file-backed decode)
+            raw = fh.read()
+        with Image.open(io.BytesIO(raw)) as im:
             im.load()
             img_mode = "L" if im.mode in _GRAY_MODES else "RGB"
             if strict_mode and img_mode != mode:
                 raise DataError(
                     f"image {f} is {im.mode} but {first} is {mode}; pass mode='RGB' or mode='L' to convert all images"
                 )
-            out = im.convert(mode)
+            out = im if im.mode == mode else im.convert(mode)
             if size is not None and out.size != size:
                 out = out.resize(size, Image.BILINEAR)
     except DataError:
@@ -139,14 +142,17 @@ def load_imagefolder(
             first_size = im.size
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise DataError(f"cannot read image {first_file} ({exc!s:.100}); remove or replace the file") from None
-    inputs = LazyImages(split_dir, [f"{cls}/{f}" for cls, f in files], mode or first_mode, target_size,
-                        target_size or first_size, strict_mode=mode is None, first=files[0][1])
+    rel = [f"{cls}/{f}" for cls, f in files]  # the ids are the relative paths: one list for both
+    labels = np.array([index[cls] for cls, _ in files], dtype=np.int64)
+    del files
+    inputs = LazyImages(split_dir, rel, mode or first_mode, target_size, target_size or first_size,
+                        strict_mode=mode is None, first=rel[0].split("/", 1)[1])
     return DatasetSplit(
         dataset=name or path_label(root),
         split=split,
-        ids=[f"{cls}/{f}" for cls, f in files],
+        ids=rel,
         inputs=inputs if lazy else inputs.materialize(),
-        labels=np.array([index[cls] for cls, _ in files], dtype=np.int64),
+        labels=labels,
         class_names=names,
         modality="image",
     )

@@ -102,7 +102,7 @@ def dataset_info(name: str) -> DatasetInfo:
 
 
 def load_split(
-    name: str, split: str, *, cache_dir: str | os.PathLike[str] | None = None, **options: object
+    name: str, split: str, /, *, cache_dir: str | os.PathLike[str] | None = None, **options: object
 ) -> DatasetSplit:
     """Load split `split` of dataset `name` as a `DatasetSplit`.
 

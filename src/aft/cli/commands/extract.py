@@ -93,7 +93,7 @@ def resolve_sources(args: argparse.Namespace) -> tuple[str, dict[str, Any], list
     return dataset, options, teachers, args.store or store
 
 
-def load_split(dataset: str, split: str, limit: int | None = None, seed: int = 0, **options: Any) -> Any:
+def load_split(dataset: str, split: str, limit: int | None = None, seed: int = 0, /, **options: Any) -> Any:
     """Load one split via `aft.data.load_split`, optionally as a stratified subsample (`limit`, `seed`)."""
     from aft.data import load_split as load
     from aft.data import stratified_subsample
