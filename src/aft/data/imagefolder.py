@@ -41,7 +41,7 @@ def _size_option(size: int | Sequence[int] | None) -> tuple[int, int] | None:
     return vals  # type: ignore[return-value]
 
 
-def decode_image(f: Path, mode: str, size: tuple[int, int] | None, expect_size: tuple[int, int],
+def decode_image(f: str | Path, mode: str, size: tuple[int, int] | None, expect_size: tuple[int, int],
                  strict_mode: bool, first: str) -> np.ndarray:
     """One image file as uint8 in `mode` (resized to `size`); without `size` it must be `expect_size`,
     and with `strict_mode` it must already be in `mode` (`first` names the image that set them)."""
@@ -128,23 +128,24 @@ def load_imagefolder(
                 "rename the folder or add the class"
             )
     index = {n: i for i, n in enumerate(names)}
-    files: list[tuple[str, str]] = []
-    for c in class_dirs:
+    rel: list[str] = []  # the ids are the relative paths "<class>/<file>": one list for both
+    counts: list[int] = []
+    for c in class_dirs:  # one class's file names at a time: no per-sample tuples at millions of files
         with os.scandir(c) as entries:
             found = sorted(e.name for e in entries if e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file())
-        files.extend((c.name, f) for f in found)
-    if not files:
+        rel.extend(f"{c.name}/{f}" for f in found)
+        counts.append(len(found))
+        del found
+    if not rel:
         raise DataError(f"no images under {split_dir}; expected <class>/<image>{IMAGE_EXTENSIONS[0]} files")
-    first_file = split_dir / files[0][0] / files[0][1]
+    labels = np.repeat(np.array([index[c.name] for c in class_dirs], dtype=np.int64), counts)
+    first_file = split_dir / rel[0]
     try:
         with Image.open(first_file) as im:  # the header only: mode and size
             first_mode = "L" if im.mode in _GRAY_MODES else "RGB"
             first_size = im.size
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise DataError(f"cannot read image {first_file} ({exc!s:.100}); remove or replace the file") from None
-    rel = [f"{cls}/{f}" for cls, f in files]  # the ids are the relative paths: one list for both
-    labels = np.array([index[cls] for cls, _ in files], dtype=np.int64)
-    del files
     inputs = LazyImages(split_dir, rel, mode or first_mode, target_size, target_size or first_size,
                         strict_mode=mode is None, first=rel[0].split("/", 1)[1])
     return DatasetSplit(

@@ -88,6 +88,10 @@ class LazyInputs:
         """Every input read into memory (the eager form of the same samples)."""
         return self.take(slice(None))
 
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:  # np.asarray(inputs): read all
+        arr = np.asarray(self.materialize())
+        return arr if dtype is None else arr.astype(dtype)
+
     def lengths(self) -> np.ndarray:
         """Per-sample sizes used for length-sorted batching (texts: characters)."""
         return np.zeros(len(self), dtype=np.int64)
@@ -138,6 +142,7 @@ class LazyImages(LazyInputs):
                  expect_size: tuple[int, int], strict_mode: bool, first: str) -> None:
         super().__init__(np.arange(len(paths), dtype=np.int64))
         self.root, self.paths, self.mode, self.size = Path(root), paths, mode, size
+        self._root_str = str(self.root)
         self.expect_size, self.strict_mode, self.first = expect_size, strict_mode, first
         self._handles: dict[int, Any] = {}
 
@@ -156,7 +161,8 @@ class LazyImages(LazyInputs):
     def _read_row(self, row: int) -> np.ndarray:
         from aft.data.imagefolder import decode_image
 
-        f = self.root / self.paths[row]
+        # os.path, not pathlib: pathlib interns every path part it parses (memory that grows per file)
+        f = os.path.join(self._root_str, self.paths[row])
         return decode_image(f, self.mode, self.size, self.expect_size, self.strict_mode, self.first)
 
     def _stack(self, items: list[Any]) -> np.ndarray:
@@ -168,10 +174,11 @@ class LazyImages(LazyInputs):
         h.update(f"{self.mode}|{self.size}|{self.expect_size}".encode())
         for row in self._rows:
             rel = self.paths[int(row)]
+            path = os.path.join(self._root_str, rel)
             try:
-                st = os.stat(self.root / rel)
+                st = os.stat(path)
             except OSError as exc:
-                raise DataError(f"image {self.root / rel} is gone ({exc.strerror}); reload the dataset") from None
+                raise DataError(f"image {path} is gone ({exc.strerror}); reload the dataset") from None
             h.update(f"{rel}\x1f{st.st_size}\x1f{st.st_mtime_ns}\x1e".encode())
 
 

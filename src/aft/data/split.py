@@ -7,6 +7,7 @@ lazily (`aft.data.lazy.LazyInputs`: image paths, text-file offsets). `take` read
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -46,6 +47,8 @@ class DatasetSplit:
     class_names: list[str]
     modality: Modality
     _fingerprint: list[str] = field(default_factory=list, repr=False, compare=False)
+    #: set by `subset` when the ids are distinct rows of a checked split (the check is skipped)
+    _ids_unique: bool = field(default=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -54,10 +57,10 @@ class DatasetSplit:
                 f"{self.dataset}/{self.split}: ids ({n}), inputs ({len(self.inputs)}) and labels "
                 f"({len(self.labels)}) differ in length; fix the loader or the data file"
             )
-        if len(set(self.ids)) != n:
-            seen: set[str] = set()
-            dup = next(i for i in self.ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
-            raise DataError(f"{self.dataset}/{self.split}: duplicate sample id {dup!r}; sample ids must be unique")
+        if not self._ids_unique:  # sorted pointers, not a hash set: ~8 bytes a sample at millions of ids
+            dup = next((a for a, b in itertools.pairwise(sorted(self.ids)) if a == b), None)
+            if dup is not None:
+                raise DataError(f"{self.dataset}/{self.split}: duplicate sample id {dup!r}; sample ids must be unique")
         if n and (self.labels.min() < 0 or self.labels.max() >= len(self.class_names)):
             raise DataError(
                 f"{self.dataset}/{self.split}: label {int(self.labels.max())} out of range for "
@@ -115,6 +118,7 @@ class DatasetSplit:
             labels=self.labels[idx],
             class_names=list(self.class_names),
             modality=self.modality,
+            _ids_unique=bool(np.unique(idx).size == idx.size),
         )
 
     def index_of(self, ids: Sequence[str]) -> np.ndarray:
