@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from aft.errors import ConfigError
+from aft.errors import AftError, ConfigError
 
 #: the most worker processes aft starts by default
 MAX_DEFAULT_WORKERS = 4
@@ -45,7 +45,17 @@ class _KeyedReads:
         return len(self.keys)
 
     def __getitem__(self, k: int) -> Any:
-        return self.read(self.keys[k])
+        try:
+            return self.read(self.keys[k])
+        except AftError as exc:  # sent back as data: re-raised as the same one-line error in the main process
+            return _Failed(type(exc), str(exc))
+
+
+class _Failed:
+    """A user-input error (`AftError`) raised in a worker, carried to the main process."""
+
+    def __init__(self, exc_type: type[AftError], message: str) -> None:
+        self.exc_type, self.message = exc_type, message
 
 
 def _identity(item: Any) -> Any:
@@ -75,7 +85,10 @@ def iter_batches(keys: Sequence[Any], read: Callable[[Any], Any], workers: int =
                         persistent_workers=False)
     it = iter(loader)
     try:
-        yield from it
+        for item in it:
+            if isinstance(item, _Failed):
+                raise item.exc_type(item.message)
+            yield item
     finally:
         shutdown = getattr(it, "_shutdown_workers", None)
         if shutdown is not None:

@@ -25,7 +25,7 @@ import numpy as np
 
 from aft.data.loader import iter_batches
 from aft.data.split import DatasetSplit
-from aft.errors import ConfigError, NonFiniteError, OutputExistsError
+from aft.errors import ConfigError, DataError, NonFiniteError, OutputExistsError
 from aft.features.store import (
     ARRAY,
     DTYPES,
@@ -271,6 +271,7 @@ def _extract_one(
     order = batch_order(split)
     per_view = (n + batch_size - 1) // batch_size
     num_batches = per_view * num_views  # units of work, in the order (view, batch)
+    fresh = not path.exists()  # an unreadable input then removes what this run wrote (nothing to resume)
     writer = FeatureStoreWriter(path, plan, count=n, num_views=num_views, dim=teacher.dim, dtype=dtype)
     start_batch = min(writer.batches_done, num_batches)
     rows_done = (start_batch // per_view) * n + min((start_batch % per_view) * batch_size, n) if per_view else 0
@@ -307,6 +308,11 @@ def _extract_one(
                 bar.update(idx.size)
                 if on_batch is not None:
                     on_batch(u + 1, num_batches)
+    except DataError:  # a lazy input that cannot be read (a bad file found mid-way): no half-written store
+        writer.close()
+        if fresh:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
     except BaseException:
         writer.close()
         raise
