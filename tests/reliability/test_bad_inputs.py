@@ -99,7 +99,7 @@ def train_with_store(teachers: str) -> Callable[[Path], list[str]]:
     """A store holding rp-image features of digits/test only, then training on digits/train."""
     def make(tmp: Path) -> list[str]:
         assert main(extract_digits()(tmp)) == 0
-        return [*train()(tmp)[:-2], "--method", "aft", "--teachers", teachers, "--features", str(tmp / "store"),
+        return [*train()(tmp)[:-2], "--method", "aft", "--teacher", teachers, "--store", str(tmp / "store"),
                 "--output", str(tmp / "run")]
     return make
 
@@ -346,7 +346,7 @@ ROWS: list[Row] = [
     Row("store-other-split", "cli", "store holds digits/test, training on digits/train", E.FeatureStoreError,
         r"no features for teacher 'rp-image' on digits/train .*run `aft extract --teacher rp-image --dataset digits "
         r"--split train", train_with_store("rp-image")),
-    Row("store-other-teacher-name", "cli", "`--teachers rp-text` but only rp-image was extracted",
+    Row("store-other-teacher-name", "cli", "`--teacher rp-text` but only rp-image was extracted",
         E.FeatureStoreError, r"no features for teacher 'rp-text'", train_with_store("rp-text")),
     Row("store-other-dataset", "api", "`FeatureStore.verify(another split)`", E.FingerprintMismatchError,
         r"does not match: split is 'test' in the store but 'train' here", api_other_dataset),
@@ -620,7 +620,7 @@ def corrupt_subsample_store(how: str) -> Callable[[Path], list[str]]:
         else:
             data[10] ^= 0xFF
             arr.write_bytes(bytes(data))
-        return [*train()(tmp)[:-2], "--method", "aft", "--teachers", "rp-image", "--features", str(tmp / "store"),
+        return [*train()(tmp)[:-2], "--method", "aft", "--teacher", "rp-image", "--store", str(tmp / "store"),
                 "--output", str(tmp / "run")]
     return make
 

@@ -157,7 +157,7 @@ def test_train_cli_on_corrupt_store_exits_2(store, tmp_path, capsys):
     flip(path / "features.bin")
     capsys.readouterr()
     rc = main(["train", "--dataset", "digits", "--set", "train_split=test", "--set", "test_split=null",
-               "--method", "aft", "--teachers", "rp-image", "--features", str(root), "--steps", "2",
+               "--method", "aft", "--teacher", "rp-image", "--store", str(root), "--steps", "2",
                "--train-limit", "100", "--output", str(tmp_path / "run"), "--no-progress", "--device", "cpu"])
     err = capsys.readouterr().err
     assert rc == 2 and "sha256" in err and "Traceback" not in err and err.count("\n") == 1

@@ -22,8 +22,8 @@ def store(tmp_path_factory):
 def test_same_seed_same_bits(tmp_path, store, method):
     def run(name: str) -> list:
         out = tmp_path / name
-        assert main(["train", "--dataset", "digits", "--method", method, "--teachers", "rp-image",
-                     "--features", str(store), "--student", "cnn-small",
+        assert main(["train", "--dataset", "digits", "--method", method, "--teacher", "rp-image",
+                     "--store", str(store), "--student", "cnn-small",
                      "--set", "student_options={image_size: 8, width: 4, dropout: 0.3}", "--steps", "10",
                      "--batch-size", "32", "--train-limit", "200", "--select", "best", "--set", "eval_every=2",
                      "--set", "log_every=1", "--seed", "7", "--set", "tensorboard=false", "--device", "cpu",

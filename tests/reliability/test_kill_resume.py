@@ -26,7 +26,7 @@ def extract_args(store: Path) -> list[str]:
 
 
 def train_args(store: Path, out: Path) -> list[str]:
-    return ["train", "--dataset", "digits", "--method", "aft", "--teachers", "rp-image", "--features", str(store),
+    return ["train", "--dataset", "digits", "--method", "aft", "--teacher", "rp-image", "--store", str(store),
             "--student", "cnn-small", "--set", "student_options={image_size: 8, width: 4, dropout: 0.2}",
             "--steps", "12", "--batch-size", "32", "--train-limit", "200", "--select", "best",
             "--set", "eval_every=3", "--set", "checkpoint_every=4", "--set", "log_every=2",

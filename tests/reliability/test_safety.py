@@ -66,7 +66,7 @@ def test_run_and_store_hold_no_pickles(tmp_path, digits):
     store = tmp_path / "store"
     assert main(["extract", "--teacher", "rp-image", "--dataset", "digits", "--split", "train", "--store", str(store),
                  "--no-progress"]) == 0
-    assert main(["train", "--dataset", "digits", "--method", "aft", "--teachers", "rp-image", "--features", str(store),
+    assert main(["train", "--dataset", "digits", "--method", "aft", "--teacher", "rp-image", "--store", str(store),
                  "--steps", "4", "--set", "checkpoint_every=2", "--batch-size", "32", "--train-limit", "100",
                  "--set", "student_options={image_size: 8, width: 4}", "--set", "tensorboard=false",
                  "--device", "cpu", "--no-progress", "--output", str(tmp_path / "run")]) == 0

@@ -213,7 +213,7 @@ def test_getting_started_aft_is_not_below_stl_and_the_old_schedule_is_flagged(tm
                "--resolution", "64", "--store", "features", "--no-progress")
     assert ext.returncode == 0, ext.stderr
     common = ["--dataset", "digits", "--steps", "300", "--batch-size", "64", "--no-progress"]
-    aft_args = ["--teachers", "efficientnet-lite0", "--features", "features"]
+    aft_args = ["--teacher", "efficientnet-lite0", "--store", "features"]
     runs = {
         "stl": ["--method", "none", "--output", "runs/digits-stl"],
         "aft": ["--method", "aft", "--beta", "1", *aft_args, "--output", "runs/digits-aft"],

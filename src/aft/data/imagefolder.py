@@ -1,19 +1,24 @@
 """Generic image datasets from a folder tree ``<path>/<split>/<class>/<image>``.
 
 Class names are the sorted class folder names found under any split folder of `path` (so that
-train and test agree on label indices), or the `class_names` option. Images are loaded with
-Pillow as uint8 ``(N, H, W)`` (mode "L") or ``(N, H, W, 3)`` (mode "RGB"). Without `mode`/`size`
-every image must already share one mode and size; otherwise a `DataError` names the odd file.
+train and test agree on label indices), or the `class_names` option. Images are decoded with
+Pillow as uint8 ``(N, H, W)`` (mode "L") or ``(N, H, W, 3)`` (mode "RGB"), lazily by default: the
+split holds the file paths and reads a batch when it is needed (`aft.data.lazy.LazyImages`).
+Without `mode`/`size` every image must share the first image's mode and size; otherwise a
+`DataError` names the odd file (when it is read).
 """
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from aft.data.lazy import LazyImages
+from aft.data.options import path_label
 from aft.data.split import DatasetSplit
 from aft.errors import ConfigError, DataError
 
@@ -36,6 +41,37 @@ def _size_option(size: int | Sequence[int] | None) -> tuple[int, int] | None:
     return vals  # type: ignore[return-value]
 
 
+def decode_image(f: str | Path, mode: str, size: tuple[int, int] | None, expect_size: tuple[int, int],
+                 strict_mode: bool, first: str) -> np.ndarray:
+    """One image file as uint8 in `mode` (resized to `size`); without `size` it must be `expect_size`,
+    and with `strict_mode` it must already be in `mode` (`first` names the image that set them)."""
+    from PIL import Image
+
+    try:
+        with open(f, "rb") as fh:  # one read, then decoded from memory (faster than a file-backed decode)
+            raw = fh.read()
+        with Image.open(io.BytesIO(raw)) as im:
+            im.load()
+            img_mode = "L" if im.mode in _GRAY_MODES else "RGB"
+            if strict_mode and img_mode != mode:
+                raise DataError(
+                    f"image {f} is {im.mode} but {first} is {mode}; pass mode='RGB' or mode='L' to convert all images"
+                )
+            out = im if im.mode == mode else im.convert(mode)
+            if size is not None and out.size != size:
+                out = out.resize(size, Image.BILINEAR)
+    except DataError:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise DataError(f"cannot read image {f} ({exc!s:.100}); remove or replace the file") from None
+    if size is None and out.size != expect_size:
+        raise DataError(
+            f"image {f} is {out.size[0]}x{out.size[1]} but {first} is {expect_size[0]}x{expect_size[1]}; "
+            "pass size=(width, height) to resize all images"
+        )
+    return np.asarray(out, dtype=np.uint8)
+
+
 def load_imagefolder(
     split: str,
     *,
@@ -45,15 +81,19 @@ def load_imagefolder(
     size: int | Sequence[int] | None = None,
     class_names: Sequence[str] | None = None,
     name: str | None = None,
+    lazy: bool = True,
 ) -> DatasetSplit:
-    """Load ``<path>/<split>/<class>/*.png|jpg|...`` as a uint8 image split.
+    """Index ``<path>/<split>/<class>/*.png|jpg|...`` as a uint8 image split.
 
     Args:
         path: the root folder holding one folder per split.
-        mode: ``"L"`` (gray) or ``"RGB"``: convert every image; None: all must share one mode.
-        size: resize every image to ``(width, height)`` (an int = square); None: all must match.
-        class_names: the classes in label order (default: sorted class folder names).
+        mode: ``"L"`` (gray) or ``"RGB"``: convert every image; None: all must share the first image's mode.
+        size: resize every image to ``(width, height)`` (an int = square); None: all must match the first.
+        class_names: the classes in label order (default: sorted class folder names of every split;
+            ``classes=a,b`` on the command line).
         name: dataset name (default: the root folder's name).
+        lazy: keep only the file paths and decode images when a batch is read (`aft.data.lazy`); an
+            unreadable or odd-sized image then fails when it is read. False: decode all now.
     """
     try:
         from PIL import Image
@@ -88,48 +128,32 @@ def load_imagefolder(
                 "rename the folder or add the class"
             )
     index = {n: i for i, n in enumerate(names)}
-    files = [
-        (c.name, f)
-        for c in class_dirs
-        for f in sorted(c.iterdir())
-        if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
-    ]
-    if not files:
+    rel: list[str] = []  # the ids are the relative paths "<class>/<file>": one list for both
+    counts: list[int] = []
+    for c in class_dirs:  # one class's file names at a time: no per-sample tuples at millions of files
+        with os.scandir(c) as entries:
+            found = sorted(e.name for e in entries if e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file())
+        rel.extend(f"{c.name}/{f}" for f in found)
+        counts.append(len(found))
+        del found
+    if not rel:
         raise DataError(f"no images under {split_dir}; expected <class>/<image>{IMAGE_EXTENSIONS[0]} files")
-    arrays: list[np.ndarray] = []
-    first: tuple[Path, str, tuple[int, int]] | None = None
-    for _cls, f in files:
-        try:
-            with Image.open(f) as im:
-                im.load()
-                img_mode = "L" if im.mode in _GRAY_MODES else "RGB"
-                want = mode or (first[1] if first else img_mode)
-                if mode is None and first is not None and img_mode != first[1]:
-                    raise DataError(
-                        f"image {f} is {im.mode} but {first[0].name} is {first[1]}; pass mode='RGB' or "
-                        "mode='L' to convert all images"
-                    )
-                out = im.convert(want)
-                if target_size is not None and out.size != target_size:
-                    out = out.resize(target_size, Image.BILINEAR)
-        except DataError:
-            raise
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-            raise DataError(f"cannot read image {f} ({exc!s:.100}); remove or replace the file") from None
-        if first is None:
-            first = (f, want, out.size)
-        elif out.size != first[2]:
-            raise DataError(
-                f"image {f} is {out.size[0]}x{out.size[1]} but {first[0].name} is {first[2][0]}x{first[2][1]}; "
-                "pass size=(width, height) to resize all images"
-            )
-        arrays.append(np.asarray(out, dtype=np.uint8))
+    labels = np.repeat(np.array([index[c.name] for c in class_dirs], dtype=np.int64), counts)
+    first_file = split_dir / rel[0]
+    try:
+        with Image.open(first_file) as im:  # the header only: mode and size
+            first_mode = "L" if im.mode in _GRAY_MODES else "RGB"
+            first_size = im.size
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise DataError(f"cannot read image {first_file} ({exc!s:.100}); remove or replace the file") from None
+    inputs = LazyImages(split_dir, rel, mode or first_mode, target_size, target_size or first_size,
+                        strict_mode=mode is None, first=rel[0].split("/", 1)[1])
     return DatasetSplit(
-        dataset=name or root.name,
+        dataset=name or path_label(root),
         split=split,
-        ids=[f"{cls}/{f.name}" for cls, f in files],
-        inputs=np.stack(arrays),
-        labels=np.array([index[cls] for cls, _ in files], dtype=np.int64),
+        ids=rel,
+        inputs=inputs if lazy else inputs.materialize(),
+        labels=labels,
         class_names=names,
         modality="image",
     )

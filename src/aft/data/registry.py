@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from aft.data.options import normalize_options
 from aft.data.split import DatasetSplit, Modality
 from aft.errors import ConfigError, DataError
 from aft.registry import Registry
@@ -101,7 +102,7 @@ def dataset_info(name: str) -> DatasetInfo:
 
 
 def load_split(
-    name: str, split: str, *, cache_dir: str | os.PathLike[str] | None = None, **options: object
+    name: str, split: str, /, *, cache_dir: str | os.PathLike[str] | None = None, **options: object
 ) -> DatasetSplit:
     """Load split `split` of dataset `name` as a `DatasetSplit`.
 
@@ -109,7 +110,8 @@ def load_split(
         name: a registered dataset (`dataset_names()`), e.g. ``"fashion-mnist"``, ``"csv"``.
         split: ``"train"``, ``"test"``...; for generic sources it selects the file or folder.
         cache_dir: asset cache folder (default: ``AFT_CACHE_DIR`` or ``~/.cache/aft``).
-        **options: loader options (see `dataset_info(name).options`).
+        **options: loader options (see `dataset_info(name).options`); ``classes=`` ("a,b" or a
+            list) is accepted for ``class_names``.
 
     Raises:
         UnknownNameError: unknown dataset. ConfigError: unknown split or option.
@@ -121,6 +123,7 @@ def load_split(
     if not split:
         raise ConfigError(f"dataset {name!r}: the split name is empty; e.g. use 'train' or 'test'")
     valid = src.options()
+    options = normalize_options(options, valid)
     unknown = [k for k in options if k not in valid]
     if unknown:
         listed = ", ".join(valid) or "(none)"

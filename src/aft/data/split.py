@@ -1,17 +1,26 @@
-"""`DatasetSplit`: the one in-memory view of a labeled split that every part of aft consumes."""
+"""`DatasetSplit`: the one view of a labeled split that every part of aft consumes.
+
+Ids, labels and class names are in memory; the inputs are in memory (built-ins) or an index read
+lazily (`aft.data.lazy.LazyInputs`: image paths, text-file offsets). `take` reads a batch either way.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
+from aft.data.lazy import LazyInputs
 from aft.errors import DataError
 
 Modality = Literal["image", "text"]
+
+#: ids hashed per chunk by `DatasetSplit.fingerprint` (bounded memory at millions of samples)
+_ID_CHUNK = 65536
 
 
 @dataclass(frozen=True)
@@ -23,7 +32,8 @@ class DatasetSplit:
         split: split name (``"train"``, ``"test"``, ``"val"``...).
         ids: stable, unique sample ids (strings), in order.
         inputs: images as a uint8 array ``(N, H, W)`` (gray) or ``(N, H, W, 3)`` (RGB),
-            or texts as a list of ``str``.
+            or texts as a list of ``str``, or a `LazyInputs` that reads them on access
+            (``inputs[i]``, ``inputs[idx]``; see `take`).
         labels: int64 array ``(N,)`` with values in ``[0, len(class_names))``.
         class_names: the class names, index = label.
         modality: ``"image"`` or ``"text"``.
@@ -32,11 +42,13 @@ class DatasetSplit:
     dataset: str
     split: str
     ids: list[str]
-    inputs: np.ndarray | list[str]
+    inputs: np.ndarray | list[str] | LazyInputs
     labels: np.ndarray
     class_names: list[str]
     modality: Modality
     _fingerprint: list[str] = field(default_factory=list, repr=False, compare=False)
+    #: set by `subset` when the ids are distinct rows of a checked split (the check is skipped)
+    _ids_unique: bool = field(default=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -45,10 +57,10 @@ class DatasetSplit:
                 f"{self.dataset}/{self.split}: ids ({n}), inputs ({len(self.inputs)}) and labels "
                 f"({len(self.labels)}) differ in length; fix the loader or the data file"
             )
-        if len(set(self.ids)) != n:
-            seen: set[str] = set()
-            dup = next(i for i in self.ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
-            raise DataError(f"{self.dataset}/{self.split}: duplicate sample id {dup!r}; sample ids must be unique")
+        if not self._ids_unique:  # sorted pointers, not a hash set: ~8 bytes a sample at millions of ids
+            dup = next((a for a, b in itertools.pairwise(sorted(self.ids)) if a == b), None)
+            if dup is not None:
+                raise DataError(f"{self.dataset}/{self.split}: duplicate sample id {dup!r}; sample ids must be unique")
         if n and (self.labels.min() < 0 or self.labels.max() >= len(self.class_names)):
             raise DataError(
                 f"{self.dataset}/{self.split}: label {int(self.labels.max())} out of range for "
@@ -62,11 +74,40 @@ class DatasetSplit:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def is_lazy(self) -> bool:
+        """True when the inputs are read from disk on access (`LazyInputs`)."""
+        return isinstance(self.inputs, LazyInputs)
+
+    def take(self, indices: Sequence[int] | np.ndarray) -> np.ndarray | list[str]:
+        """The inputs at `indices` as a batch: a uint8 array (images) or a list of texts."""
+        idx = np.asarray(indices, dtype=np.int64)
+        if isinstance(self.inputs, np.ndarray):
+            return self.inputs[idx]
+        if isinstance(self.inputs, LazyInputs):
+            return self.inputs.take(idx)
+        return [self.inputs[int(i)] for i in idx]
+
+    def text_lengths(self) -> np.ndarray:
+        """Characters per text (for length-sorted batches), without keeping lazy texts in memory."""
+        if isinstance(self.inputs, LazyInputs):
+            return self.inputs.lengths()
+        return np.fromiter((len(t) for t in self.inputs), dtype=np.int64, count=len(self))
+
+    def materialize(self) -> DatasetSplit:
+        """The same split with every input read into memory (itself when already in memory)."""
+        if not isinstance(self.inputs, LazyInputs):
+            return self
+        return DatasetSplit(self.dataset, self.split, list(self.ids), self.inputs.materialize(), self.labels,
+                            list(self.class_names), self.modality)
+
     def subset(self, indices: Sequence[int] | np.ndarray, split: str | None = None) -> DatasetSplit:
         """A new split holding the samples at `indices` (in that order)."""
         idx = np.asarray(indices, dtype=np.int64)
         if isinstance(self.inputs, np.ndarray):
-            inputs: np.ndarray | list[str] = self.inputs[idx]
+            inputs: np.ndarray | list[str] | LazyInputs = self.inputs[idx]
+        elif isinstance(self.inputs, LazyInputs):
+            inputs = self.inputs.select(idx)
         else:
             inputs = [self.inputs[i] for i in idx]
         return DatasetSplit(
@@ -77,6 +118,7 @@ class DatasetSplit:
             labels=self.labels[idx],
             class_names=list(self.class_names),
             modality=self.modality,
+            _ids_unique=bool(np.unique(idx).size == idx.size),
         )
 
     def index_of(self, ids: Sequence[str]) -> np.ndarray:
@@ -88,15 +130,19 @@ class DatasetSplit:
             raise DataError(f"{self.dataset}/{self.split}: unknown sample id {exc.args[0]!r}") from None
 
     def fingerprint(self) -> str:
-        """sha256 over ids, inputs, labels and class names: changes iff the content changes."""
+        """sha256 over ids, inputs, labels and class names: changes iff the content changes (lazy
+        inputs: their files' identity, see `aft.data.lazy`, so nothing is decoded)."""
         if self._fingerprint:
             return self._fingerprint[0]
         h = hashlib.sha256()
         h.update(self.modality.encode())
         h.update("\x1f".join(self.class_names).encode())
-        h.update("\x1e".join(self.ids).encode())
+        for s in range(0, len(self.ids), _ID_CHUNK):  # the bytes of "\x1e".join(ids), without one big copy
+            h.update((b"\x1e" if s else b"") + "\x1e".join(self.ids[s : s + _ID_CHUNK]).encode())
         h.update(np.ascontiguousarray(self.labels, dtype=np.int64).tobytes())
-        if isinstance(self.inputs, np.ndarray):
+        if isinstance(self.inputs, LazyInputs):
+            self.inputs.signature(h)
+        elif isinstance(self.inputs, np.ndarray):
             h.update(str(self.inputs.shape).encode() + str(self.inputs.dtype).encode())
             h.update(np.ascontiguousarray(self.inputs).tobytes())
         else:

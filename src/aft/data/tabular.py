@@ -6,24 +6,31 @@ Which file a split reads (`path` option):
 * a template containing ``{split}``: ``data/{split}.csv`` -> ``data/train.csv``;
 * a single file: read as is, whatever the split name (it only names the result).
 
-Labels may be integers (``0..K-1``) or class names. Without `class_names`, names are sorted;
-in folder mode they are collected from every ``*.csv``/``*.jsonl`` file of the folder so that
-train and test agree on the label indices.
+Labels may be integers (``0..K-1``) or class names. Without `class_names` (alias ``classes=a,b``),
+names are sorted; in folder mode they are collected from every ``*.csv``/``*.jsonl`` file of the folder so that
+train and test agree on the label indices; in template mode from every file the template matches
+(``data/{split}.csv`` -> ``data/*.csv``). The dataset is named after the data (`name` option, else
+the folder name, the file stem, or the template's stem without ``{split}``), never after the loader.
 """
 
 from __future__ import annotations
 
 import csv
+import glob
 import io
 import json
 import os
 import re
 import sys
-from collections.abc import Sequence
+from array import array
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from aft.data.lazy import LazyTexts
+from aft.data.options import path_label
 from aft.data.split import DatasetSplit
 from aft.errors import DataError
 
@@ -52,65 +59,126 @@ def resolve_split_file(path: str | os.PathLike[str], split: str, ext: str) -> Pa
     return target
 
 
-def _decode(path: Path) -> str:
-    raw = path.read_bytes()
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise DataError(
-            f"{path}: line {line} is not valid UTF-8 (byte {raw[exc.start]:#04x}); re-save the file as UTF-8"
-        ) from None
+def split_files(path: str | os.PathLike[str], ext: str) -> list[Path]:
+    """Every split file of the `path` option (a folder's ``*.<ext>``, a template's matches; a single
+    file: none besides itself), so that class names are inferred from all splits at once."""
+    spath = str(path)
+    if "{split}" in spath:
+        pattern = glob.escape(spath).replace(glob.escape("{split}"), "*")
+        return sorted(Path(p) for p in glob.glob(pattern) if Path(p).is_file())
+    if Path(spath).is_dir():
+        return sorted(Path(spath).glob(f"*.{ext}"))
+    return []
 
 
-Record = tuple[int, dict]  # (line number, row)
+Record = tuple[int, int, dict]  # (line number, byte offset of the row's first line, row)
 
 
 #: the csv module refuses fields over 128 KiB by default; long texts (whole documents) are valid
 CSV_FIELD_LIMIT = min(sys.maxsize, 2**31 - 1)
 
 
-def _read_csv(path: Path) -> tuple[list[str], list[Record]]:
-    text = _decode(path)
+class _Lines:
+    """Decoded lines of a binary file, with the byte offset and number of the next line (for the index)."""
+
+    def __init__(self, fh: io.BufferedReader, path: Path) -> None:
+        self.fh, self.path, self.pos, self.lineno, self.start = fh, path, 0, 0, 0
+
+    def __iter__(self) -> Iterator[str]:
+        for raw in self.fh:
+            start = self.start = self.pos
+            self.pos += len(raw)
+            self.lineno += 1
+            try:
+                yield raw.decode("utf-8-sig" if start == 0 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(
+                    f"{self.path}: line {self.lineno} is not valid UTF-8 (byte {raw[exc.start]:#04x}); "
+                    "re-save the file as UTF-8"
+                ) from None
+
+
+def _iter_csv(path: Path) -> tuple[list[str], Iterator[Record]]:
+    """The header and a stream of rows (nothing but the current row is held in memory)."""
     if csv.field_size_limit() < CSV_FIELD_LIMIT:
         csv.field_size_limit(CSV_FIELD_LIMIT)
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    records: list[Record] = []
+    fh = open(path, "rb")  # noqa: SIM115 - closed by the generator
+    lines = _Lines(fh, path)
+    reader = csv.DictReader(lines)
     try:
         columns = list(reader.fieldnames or [])
-        for row in reader:
-            if None in row:
-                raise DataError(
-                    f"{path}: line {reader.line_num} has more fields than the header ({len(columns)}); "
-                    "quote fields that contain commas"
-                )
-            records.append((reader.line_num, row))
     except csv.Error as exc:
+        fh.close()
         raise DataError(f"{path}: line {reader.line_num} is not valid CSV ({exc}); fix the quoting") from None
+    except BaseException:
+        fh.close()
+        raise
     if not columns:
+        fh.close()
         raise DataError(f"data file {path} has no header row; the first line must name the columns")
-    return columns, records
+
+    def rows() -> Iterator[Record]:
+        with fh:
+            while True:
+                start = lines.pos
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:
+                    raise DataError(f"{path}: line {reader.line_num} is not valid CSV ({exc}); fix the quoting") from None
+                if None in row:
+                    raise DataError(
+                        f"{path}: line {reader.line_num} has more fields than the header ({len(columns)}); "
+                        "quote fields that contain commas"
+                    )
+                yield reader.line_num, start, row
+
+    return columns, rows()
 
 
-def _read_jsonl(path: Path) -> tuple[list[str], list[Record]]:
-    text = _decode(path)
-    records: list[Record] = []
+def _iter_jsonl(path: Path) -> tuple[list[str], Iterator[Record]]:
+    """No header: the columns are known only after the rows (`_jsonl_columns`); a stream of rows."""
+
+    def rows() -> Iterator[Record]:
+        with open(path, "rb") as fh:
+            lines = _Lines(fh, path)
+            for line in lines:
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except ValueError as exc:
+                    raise DataError(
+                        f"{path}: line {lines.lineno} is not valid JSON ({exc.args[0]}); one object per line"
+                    ) from None
+                if not isinstance(row, dict):
+                    raise DataError(f"{path}: line {lines.lineno} is not a JSON object; write one {{...}} object per line")
+                yield lines.lineno, lines.start, row
+
+    return [], rows()
+
+
+def _jsonl_columns(path: Path) -> list[str]:
     columns: dict[str, None] = {}
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as exc:
-            raise DataError(f"{path}: line {lineno} is not valid JSON ({exc.args[0]}); one object per line") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{path}: line {lineno} is not a JSON object; write one {{...}} object per line")
+    for _, _, row in _iter_jsonl(path)[1]:
         columns.update(dict.fromkeys(row))
-        records.append((lineno, row))
-    return list(columns), records
+    return list(columns)
 
 
-READERS = {"csv": _read_csv, "jsonl": _read_jsonl}
+def parse_row_at(fh: Any, offset: int, ext: str, columns: list[str], text_column: str) -> str:
+    """The text of the row starting at byte `offset` of an open data file (lazy reads)."""
+    from aft.data.lazy import line_reader
+
+    if ext == "csv":
+        row = next(csv.DictReader(line_reader(fh, offset), fieldnames=columns))
+    else:
+        fh.seek(offset)
+        row = json.loads(fh.readline().decode("utf-8-sig" if offset == 0 else "utf-8"))
+    return row[text_column]
+
+
+READERS = {"csv": _iter_csv, "jsonl": _iter_jsonl}
 
 
 def _require_column(path: Path, columns: list[str], column: str, option: str) -> None:
@@ -191,10 +259,17 @@ def _encode(path: Path, where: list[int], values: list[int | str], class_names: 
     return out
 
 
-def _labels_of_file(path: Path, ext: str, label_column: str) -> list[int | str]:
+def _labels_of_file(path: Path, ext: str, label_column: str) -> set[int | str]:
+    """The distinct labels of another split file (streamed)."""
     columns, records = READERS[ext](path)
-    _require_column(path, columns, label_column, "label_column")
-    return [_label_value(path, ln, row.get(label_column)) for ln, row in records]
+    if ext == "csv":
+        _require_column(path, columns, label_column, "label_column")
+    out: set[int | str] = set()
+    for ln, _, row in records:
+        if label_column not in row and ext == "jsonl":
+            _require_column(path, _jsonl_columns(path), label_column, "label_column")
+        out.add(_label_value(path, ln, row.get(label_column)))
+    return out
 
 
 def load_table(
@@ -207,22 +282,36 @@ def load_table(
     id_column: str | None = None,
     class_names: Sequence[str] | None = None,
     name: str | None = None,
+    lazy: bool = True,
 ) -> DatasetSplit:
-    """Load a text split from a CSV or JSONL file (see the module docstring for `path`)."""
+    """Index a text split of a CSV or JSONL file (see the module docstring for `path`).
+
+    The file is read once, as a stream: every row is checked and its byte offset, label, id and text
+    length kept; with `lazy` (the default) the texts are read back by offset when a batch needs them
+    (`aft.data.lazy.LazyTexts`), otherwise they are kept in memory.
+    """
     file = resolve_split_file(path, split, ext)
     columns, records = READERS[ext](file)
-    if not records:
-        raise DataError(f"data file {file} has no samples; add at least one row")
-    _require_column(file, columns, text_column, "text_column")
-    _require_column(file, columns, label_column, "label_column")
+    if ext == "csv":
+        _require_column(file, columns, text_column, "text_column")
+        _require_column(file, columns, label_column, "label_column")
+        if id_column is not None:
+            _require_column(file, columns, id_column, "id_column")
+    required = [(text_column, "text_column"), (label_column, "label_column")]
     if id_column is not None:
-        _require_column(file, columns, id_column, "id_column")
+        required.append((id_column, "id_column"))
     texts: list[str] = []
+    offsets = array("q")  # 8 bytes a row (a list of ints costs ~36)
+    lengths = array("q")
     ids: list[str] = []
-    where: list[int] = []
-    seen: dict[str, int] = {}
+    where = array("q")
+    seen: set[str] = set()
     values: list[int | str] = []
-    for i, (lineno, row) in enumerate(records):
+    for i, (lineno, offset, row) in enumerate(records):
+        if ext == "jsonl":
+            for column, option in required:  # a key no row has is a missing column, not a bad row
+                if column not in row:
+                    _require_column(file, _jsonl_columns(file), column, option)
         text = row.get(text_column)
         if not isinstance(text, str):
             raise DataError(f"{file}: line {lineno}: {text_column!r} is {text!r}, not a string; fix the row")
@@ -236,34 +325,45 @@ def load_table(
         else:
             sid = f"{split}-{i:06d}"
         if sid in seen:
+            first = where[ids.index(sid)]
             raise DataError(
-                f"{file}: line {lineno}: duplicate id {sid!r} (first at line {seen[sid]}); ids must be unique"
+                f"{file}: line {lineno}: duplicate id {sid!r} (first at line {first}); ids must be unique"
             )
-        seen[sid] = lineno
-        texts.append(text)
+        seen.add(sid)
+        if not lazy:
+            texts.append(text)
+        offsets.append(offset)
+        lengths.append(len(text))
         ids.append(sid)
         where.append(lineno)
         values.append(_label_value(file, lineno, row.get(label_column)))
+    del seen
+    if not ids:
+        raise DataError(f"data file {file} has no samples; add at least one row")
     if class_names is not None:
         names = [str(n) for n in class_names]
         if len(set(names)) != len(names) or not names:
             raise DataError(f"class_names must be a non-empty list of distinct names, got {names}")
     else:
-        pool = list(values)
-        if "{split}" not in str(path) and Path(path).is_dir():
-            for other in sorted(Path(path).glob(f"*.{ext}")):
-                if other != file and other.stat().st_size > 0:
-                    pool.extend(_labels_of_file(other, ext, label_column))
+        pool = set(values)
+        for other in split_files(path, ext):
+            if other.resolve() != file.resolve() and other.stat().st_size > 0:
+                pool |= _labels_of_file(other, ext, label_column)
         if any(isinstance(v, int) and v < 0 for v in pool) and all(isinstance(v, int) for v in pool):
             bad = next(v for v in values if isinstance(v, int) and v < 0)
             raise DataError(f"{file}: label {bad} is out of range; integer labels must be >= 0")
-        names = _infer_class_names(pool, file)
+        names = _infer_class_names(sorted(pool, key=str), file)
     labels = _encode(file, where, values, names)
+    del where, values
+    inputs: list[str] | LazyTexts = texts
+    if lazy:
+        inputs = LazyTexts(file, ext, np.frombuffer(offsets, dtype=np.int64).copy(), columns, text_column,
+                           np.frombuffer(lengths, dtype=np.int64).copy())
     return DatasetSplit(
-        dataset=name or (Path(path).name if Path(path).is_dir() else file.stem),
+        dataset=name or path_label(path),
         split=split,
         ids=ids,
-        inputs=texts,
+        inputs=inputs,
         labels=labels,
         class_names=names,
         modality="text",
@@ -280,11 +380,12 @@ def load_csv(
     id_column: str | None = None,
     class_names: Sequence[str] | None = None,
     name: str | None = None,
+    lazy: bool = True,
 ) -> DatasetSplit:
     """Load a text split from CSV (header row; columns `text_column`, `label_column`, optional `id_column`)."""
     return load_table(
         split, ext="csv", path=path, text_column=text_column, label_column=label_column,
-        id_column=id_column, class_names=class_names, name=name,
+        id_column=id_column, class_names=class_names, name=name, lazy=lazy,
     )
 
 
@@ -298,9 +399,10 @@ def load_jsonl(
     id_column: str | None = None,
     class_names: Sequence[str] | None = None,
     name: str | None = None,
+    lazy: bool = True,
 ) -> DatasetSplit:
     """Load a text split from JSON lines (one object per line with the text and label keys)."""
     return load_table(
         split, ext="jsonl", path=path, text_column=text_column, label_column=label_column,
-        id_column=id_column, class_names=class_names, name=name,
+        id_column=id_column, class_names=class_names, name=name, lazy=lazy,
     )

@@ -8,7 +8,7 @@ from importlib import resources
 from pathlib import Path
 
 from aft.errors import ConfigError
-from aft.experiments.executor import TrainingExecutor
+from aft.experiments.executor import KEEP_MODES, TrainingExecutor
 from aft.experiments.grid import GridProgress, run_grid
 from aft.experiments.records import RunRecord, read_records, records_lock
 from aft.experiments.suite import SuiteConfig
@@ -53,6 +53,7 @@ def compare(
     cache_dir: str | None = None,
     progress: bool = True,
     jobs: int = 1,
+    keep: str | None = None,
 ) -> CompareResult:
     """Extract the suite's teacher features (once), run its grid, and return all its records.
 
@@ -65,9 +66,17 @@ def compare(
         progress: show progress bars.
         jobs: worker processes for the grid's runs (`aft.experiments.parallel`); the features are
             extracted here first, once.
+        keep: ``"best"``: keep the trained students of the final runs (the selected configurations),
+            ``"all"``: of every trained run, in ``<records folder>/students/<run>/`` (student.safetensors +
+            student.json, loadable by `aft predict`/`aft export`); their records name the folder in
+            ``extra["student_dir"]``. Runs already recorded are not retrained (so keep nothing).
     """
+    if keep is not None and keep not in KEEP_MODES:
+        raise ConfigError(f"keep must be one of {', '.join(KEEP_MODES)}, got {keep!r}")
+    keep_root = Path(records_path).parent / "students" if keep else None
     with records_lock(records_path):  # before extraction: a second compare on this file stops at once
-        executor = TrainingExecutor(suite, Path(store_root), device=device, cache_dir=cache_dir, progress=progress)
+        executor = TrainingExecutor(suite, Path(store_root), device=device, cache_dir=cache_dir, progress=progress,
+                                    keep=keep, keep_root=keep_root)
         executor.prepare_features()
         grid = run_grid(suite, records_path, executor, progress=progress, jobs=jobs)
     records = [r for r in read_records(records_path) if r.suite == suite.name]

@@ -54,6 +54,9 @@ class TrainingExecutor:
         device: torch device for teachers and students.
         cache_dir: asset cache override.
         progress: show progress bars of extraction.
+        keep: ``"best"`` keeps the trained students of the final runs (each method's selected
+            configuration, every seed), ``"all"`` of every trained run; None keeps none.
+        keep_root: folder of the kept students (``<keep_root>/<run>/student.safetensors + student.json``).
     """
 
     suite: SuiteConfig
@@ -61,6 +64,8 @@ class TrainingExecutor:
     device: str = "cpu"
     cache_dir: str | None = None
     progress: bool = True
+    keep: str | None = None
+    keep_root: Path | None = None
     _data: SuiteData | None = field(default=None, init=False, repr=False)
     _features: dict[tuple[str, ...], tuple[ConcatenatedFeatures, ConcatenatedFeatures]] = field(
         default_factory=dict, init=False, repr=False
@@ -144,7 +149,8 @@ class TrainingExecutor:
     def for_worker(self) -> ExecutorSpec:
         """A picklable description of this executor for `--jobs` worker processes (call after
         `prepare_features`: the workers open the extracted stores, never extract)."""
-        return ExecutorSpec(self.suite, self.store_root, self.device, self.cache_dir, dict(self._teacher_cost))
+        return ExecutorSpec(self.suite, self.store_root, self.device, self.cache_dir, dict(self._teacher_cost),
+                            self.keep, self.keep_root)
 
     # ---------------------------------------------------------------------------------------------
     def __call__(self, job: RunJob) -> RunRecord:
@@ -213,6 +219,9 @@ class TrainingExecutor:
                 extra["fold_val_ids"] = [str(i) for i in val_split.ids]
         if job.phase == "final":
             extra["latency_ms"] = _student_latency_ms(result.student, train_split)
+        kept = self._keep_student(job, result, d)
+        if kept is not None:
+            extra["student_dir"] = kept
         return RunRecord(
             suite=job.suite,
             dataset=job.dataset,
@@ -235,6 +244,21 @@ class TrainingExecutor:
             fold=job.fold,
             steps=job.steps,
         )
+
+    def _keep_student(self, job: RunJob, result: Any, d: SuiteData) -> str | None:
+        """Save the trained student of `job` under `keep_root` when `keep` selects it; returns the
+        folder relative to ``keep_root``'s parent (the compare output root), posix-style."""
+        if self.keep is None or self.keep_root is None or (self.keep == "best" and job.phase != "final"):
+            return None
+        from aft.students.io import save_student
+
+        folder = self.keep_root / kept_name(job)
+        save_student(result.student, folder, extra={
+            "method": job.method, "dataset": d.pool.dataset, "suite": job.suite, "beta": job.beta, "seed": job.seed,
+            "phase": job.phase, "teachers": list(job.teachers), "train_size": job.train_size,
+            "test_accuracy": result.test_accuracy, "val_accuracy": result.val_accuracy, "run_key": job.key(),
+        })
+        return folder.relative_to(self.keep_root.parent).as_posix()
 
     def _probe(self, job: RunJob, train_split: DatasetSplit) -> RunRecord:
         from aft.evaluation.linear_probe import fit_linear_probe
@@ -292,15 +316,34 @@ class ExecutorSpec:
     device: str
     cache_dir: str | None
     teacher_cost: dict[str, dict[str, float]]
+    keep: str | None = None
+    keep_root: Path | None = None
 
     def build(self, worker_index: int) -> TrainingExecutor:
         """The executor of worker `worker_index` (on CUDA: device ``index mod device_count``)."""
         device = self.device
         if device.startswith("cuda") and ":" not in device and torch.cuda.device_count() > 1:
             device = f"cuda:{worker_index % torch.cuda.device_count()}"
-        ex = TrainingExecutor(self.suite, self.store_root, device=device, cache_dir=self.cache_dir, progress=False)
+        ex = TrainingExecutor(self.suite, self.store_root, device=device, cache_dir=self.cache_dir, progress=False,
+                              keep=self.keep, keep_root=self.keep_root)
         ex._teacher_cost.update(self.teacher_cost)
         return ex
+
+
+#: what `aft compare --keep` accepts
+KEEP_MODES = ("best", "all")
+
+
+def kept_name(job: RunJob) -> str:
+    """Folder name of a kept student: readable run fields plus a short hash of the run key (unique)."""
+    import hashlib
+    import re
+
+    teachers = "+".join(job.teachers) or "stl"
+    fold = f"-fold{job.fold}" if job.fold is not None else ""
+    text = f"{job.method}-{job.student}-{teachers}-n{job.train_size}-v{job.views}-b{job.beta:g}-s{job.seed}-{job.phase}{fold}"
+    slug = re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("._")[:120]
+    return f"{slug}-{hashlib.sha256(job.key().encode()).hexdigest()[:8]}"
 
 
 def ids_digest(ids: Any) -> str:

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from tqdm.auto import tqdm
 
+from aft.data.options import dataset_label
 from aft.experiments.records import RunRecord, append_record, read_records, records_lock, run_key
 from aft.experiments.selection import Choice, choose_cv, choose_holdout, edge_warning
 from aft.experiments.suite import SuiteConfig
@@ -112,7 +113,7 @@ def _job(suite: SuiteConfig, s: Setting, method: str, beta: float, seed: int, ph
          teachers: tuple[str, ...] | None = None, fold: int | None = None, steps: int | None = None) -> RunJob:
     return RunJob(
         suite=suite.name,
-        dataset=suite.dataset,
+        dataset=dataset_label(suite.dataset, suite.dataset_options),
         student=student or s.student,
         teachers=s.teachers if teachers is None else teachers,
         method=method,

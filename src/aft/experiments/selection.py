@@ -231,7 +231,7 @@ def cross_validate_train(cfg: Any, betas: Sequence[float], folds: int = DEFAULT_
 
     cfg = dataclasses.replace(cfg).validate()
     preflight(cfg)  # names, features, output folder: before any fold run
-    source = load_named_split(cfg.dataset, cfg.train_split)
+    source = load_named_split(cfg.dataset, cfg.train_split, cfg.dataset_options)
     labeled = subsample(source, cfg.train_limit, cfg.seed)
     features = None
     from aft.regularizers import REGULARIZERS

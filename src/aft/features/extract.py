@@ -17,13 +17,15 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from aft.data.loader import iter_batches
 from aft.data.split import DatasetSplit
-from aft.errors import ConfigError, NonFiniteError, OutputExistsError
+from aft.errors import ConfigError, DataError, NonFiniteError, OutputExistsError
 from aft.features.store import (
     ARRAY,
     DTYPES,
@@ -47,17 +49,25 @@ BatchCallback = Callable[[int, int], None]
 
 
 def batch_order(split: DatasetSplit) -> np.ndarray:
-    """The deterministic order in which samples are batched: by text length (stable), or as stored."""
-    if isinstance(split.inputs, np.ndarray):
+    """The deterministic order in which samples are batched: by text length (stable), or as stored
+    (lazy texts keep their lengths in the index, so the order is the same without reading them)."""
+    if split.modality != "text":
         return np.arange(len(split), dtype=np.int64)
-    lengths = np.fromiter((len(t) for t in split.inputs), dtype=np.int64, count=len(split))
-    return np.argsort(lengths, kind="stable")
+    return np.argsort(split.text_lengths(), kind="stable")
 
 
 def _take(split: DatasetSplit, idx: np.ndarray) -> np.ndarray | list[str]:
-    if isinstance(split.inputs, np.ndarray):
-        return split.inputs[idx]
-    return [split.inputs[i] for i in idx]
+    return split.take(idx)
+
+
+def read_unit(split: DatasetSplit, policy: AugmentationPolicy | None, key: tuple[np.ndarray, int]) -> Any:
+    """The teacher inputs of one unit of work ``(sample positions, view)``: read (decoded) and, for
+    views > 0, augmented; runs in a DataLoader worker when extraction has workers."""
+    idx, view = key
+    inputs = split.take(idx)
+    if view > 0 and policy is not None:
+        inputs = policy.apply(inputs, [split.ids[i] for i in idx], [view] * idx.size)
+    return inputs
 
 
 def resolve_views(views: int, augmentation: str | AugmentationPolicy | None, modality: str) -> AugmentationPolicy | None:
@@ -82,17 +92,18 @@ def views_identity(num_views: int, policy: AugmentationPolicy | None) -> tuple[i
 
 def encode_batch(
     teacher: Teacher, split: DatasetSplit, idx: np.ndarray, view: int, policy: AugmentationPolicy | None,
-    np_dtype: np.dtype, num_views: int,
+    np_dtype: np.dtype, num_views: int, inputs: Any = None,
 ) -> np.ndarray:
     """Encode samples `idx` (view `view`: augmented by `policy` when > 0) as a checked `np_dtype` block.
+
+    `inputs`: the samples already read (and augmented) by `read_unit`, e.g. in a worker; default: read here.
 
     Raises:
         ConfigError: the teacher returned the wrong shape.
         NonFiniteError: NaN/Inf in the output, or a float16 overflow (naming the sample and the fix).
     """
-    inputs = _take(split, idx)
-    if view > 0 and policy is not None:
-        inputs = policy.apply(inputs, [split.ids[i] for i in idx], [view] * idx.size)
+    if inputs is None:
+        inputs = read_unit(split, policy, (idx, view))
     feats = np.asarray(teacher.encode(inputs))
     if feats.shape != (idx.size, teacher.dim):
         raise ConfigError(
@@ -128,6 +139,7 @@ def extract(
     on_batch: BatchCallback | None = None,
     views: int = 1,
     augmentation: str | AugmentationPolicy | None = None,
+    workers: int | None = None,
 ) -> list[Path]:
     """Extract each teacher's features for `split` into ``store_root`` and return the store paths.
 
@@ -151,6 +163,9 @@ def extract(
             ``(N, K, d)`` whose view k holds ``teacher.encode(policy.apply(x, ids, [k] * n))``.
         augmentation: policy name or `AugmentationPolicy` for the views (default by modality:
             ``image-basic`` / ``text-word-dropout``); recorded in the manifest. Ignored when K = 1.
+        workers: DataLoader worker processes that read (decode, augment) the batches while the
+            teacher encodes (None: `aft.data.loader.default_workers`, 0 for in-memory splits; 0: none).
+            The store is the same for every number of workers.
 
     Raises:
         ConfigError: bad dtype/batch size, or a teacher of the wrong modality.
@@ -161,6 +176,7 @@ def extract(
         raise ConfigError(f"unknown dtype {dtype!r}; use float16 or float32")
     if int(batch_size) < 1:
         raise ConfigError(f"batch size must be >= 1, got {batch_size}")
+    from aft.data.loader import resolve_workers
     from aft.data.multifield import select_teacher_field
 
     if isinstance(teachers, str | Teacher):
@@ -174,7 +190,7 @@ def extract(
         paths.append(
             _extract_one(
                 teacher, field_split, Path(store_root), int(batch_size), dtype, progress, overwrite, checkpoint_every_s,
-                on_batch, int(views), policy,
+                on_batch, int(views), policy, resolve_workers(workers, field_split),
             )
         )
     return paths
@@ -192,6 +208,7 @@ def _extract_one(
     on_batch: BatchCallback | None,
     num_views: int = 1,
     policy: AugmentationPolicy | None = None,
+    workers: int = 0,
 ) -> Path:
     import torch
     from tqdm.auto import tqdm
@@ -217,7 +234,7 @@ def _extract_one(
         "fingerprint": fingerprint,
         "modality": split.modality,
     }
-    order_kind = "length-sorted" if split.modality == "text" and not isinstance(split.inputs, np.ndarray) else "stored"
+    order_kind = "length-sorted" if split.modality == "text" else "stored"
     plan = {
         "teacher": teacher_info,
         "dataset": dataset_info,
@@ -256,6 +273,7 @@ def _extract_one(
     order = batch_order(split)
     per_view = (n + batch_size - 1) // batch_size
     num_batches = per_view * num_views  # units of work, in the order (view, batch)
+    fresh = not path.exists()  # an unreadable input then removes what this run wrote (nothing to resume)
     writer = FeatureStoreWriter(path, plan, count=n, num_views=num_views, dim=teacher.dim, dtype=dtype)
     start_batch = min(writer.batches_done, num_batches)
     rows_done = (start_batch // per_view) * n + min((start_batch % per_view) * batch_size, n) if per_view else 0
@@ -274,10 +292,12 @@ def _extract_one(
                 dynamic_ncols=True,
             ) as bar,
         ):
-            for u in range(start_batch, num_batches):
-                view, b = divmod(u, per_view)
-                idx = order[b * batch_size : (b + 1) * batch_size]
-                block = encode_batch(teacher, split, idx, view, policy, np_dtype, num_views)
+            units = range(start_batch, num_batches)
+            keys = [(order[b * batch_size : (b + 1) * batch_size], view)
+                    for view, b in (divmod(u, per_view) for u in units)]
+            reads = iter_batches(keys, partial(read_unit, split, policy), workers)
+            for u, (idx, view), inputs in zip(units, keys, reads, strict=True):
+                block = encode_batch(teacher, split, idx, view, policy, np_dtype, num_views, inputs=inputs)
                 if num_views == 1:
                     writer.write(idx, block)
                 else:
@@ -290,6 +310,11 @@ def _extract_one(
                 bar.update(idx.size)
                 if on_batch is not None:
                     on_batch(u + 1, num_batches)
+    except DataError:  # a lazy input that cannot be read (a bad file found mid-way): no half-written store
+        writer.close()
+        if fresh:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
     except BaseException:
         writer.close()
         raise

@@ -91,7 +91,10 @@ def build_tables(index: RecordIndex, ladder_methods: Sequence[str] = ("aft", "kd
     ]
     if index.regret:
         tables.insert(5, regret_table(index))
-    return tables
+    from aft.report.kept import kept_students_table
+
+    kept = kept_students_table(index)  # only when `aft compare --keep` saved students
+    return tables + ([kept] if kept is not None else [])
 
 
 def _is_number(v: Any) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from html import escape
 
 from aft.report.runs import runs_table_html
@@ -25,12 +26,21 @@ nav a { margin-right: 1em; }
 """
 
 
+_LINK = re.compile(r"^\[([^\]]+)\]\(([^)\s]+)\)$")
+
+
+def _cell(cell: str) -> str:
+    """An escaped cell; a markdown link ``[text](href)`` (kept students) becomes an ``<a>``."""
+    m = _LINK.match(cell)
+    return f'<a href="{escape(m.group(2))}">{escape(m.group(1))}</a>' if m else escape(cell)
+
+
 def table_html(table: Table) -> str:
     """The table as an HTML <table> (or its empty note) with its footnotes."""
     if not table.rows:
         return f'<p class="empty">{escape(table.empty_note or "No data.")}</p>\n'
     head = "".join(f"<th>{escape(h)}</th>" for h in table.header)
-    body = "\n".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in table.rows)
+    body = "\n".join("<tr>" + "".join(f"<td>{_cell(c)}</td>" for c in row) + "</tr>" for row in table.rows)
     # wide tables scroll inside their own box: the page never overflows its width
     out = f'<div class="scroll"><table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table></div>\n'
     if table.notes:

@@ -41,6 +41,8 @@ class TrainConfig:
 
     # data
     dataset: str | None = None
+    # loader options of the dataset (csv/jsonl/imagefolder: path=..., classes=...; `--data-option k=v`)
+    dataset_options: dict[str, Any] = field(default_factory=dict)
     train_split: str = "train"
     test_split: str | None = "test"
     train_limit: int | None = None
@@ -97,6 +99,9 @@ class TrainConfig:
     # batch_size / grad_accum_steps samples; kernel methods compute their kernel per micro-batch
     # (docs/training.md, "Gradient accumulation")
     grad_accum_steps: int = 1
+    # DataLoader worker processes reading (decoding, augmenting) lazy inputs; None: chosen by aft
+    # (0 for in-memory data), 0: read in the training process
+    workers: int | None = None
     # CPU threads for torch while training (None: leave the process setting alone; the CLI picks a default)
     threads: int | None = None
     # stop when validation accuracy has not improved for this many evaluations (0 = never; needs eval_every)
@@ -150,6 +155,8 @@ class TrainConfig:
         if self.batch_size % self.grad_accum_steps:
             raise ConfigError(f"batch_size {self.batch_size} must be divisible by grad_accum_steps "
                               f"{self.grad_accum_steps} (each micro-batch has batch_size / grad_accum_steps samples)")
+        if self.workers is not None and self.workers < 0:
+            raise ConfigError(f"workers must be >= 0 (0 reads in the training process), got {self.workers}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be >= 1 (or null for the default), got {self.threads}")
         if self.early_stopping_patience < 0:
@@ -243,8 +250,9 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
     if not rest:
         data[head] = value
         return
-    if head not in ("student_options", "method_options"):
-        raise ConfigError(f"config key {key!r}: only student_options.* and method_options.* take sub-keys")
+    if head not in ("student_options", "method_options", "dataset_options"):
+        raise ConfigError(f"config key {key!r}: only student_options.*, method_options.* and dataset_options.* "
+                          "take sub-keys")
     sub = data.setdefault(head, {})
     if not isinstance(sub, dict):
         raise ConfigError(f"config key {head!r} must be a mapping")

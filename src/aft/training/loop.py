@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import inspect
 import json
 import logging
@@ -41,7 +42,15 @@ from aft.training.beta_schedule import BetaSchedule, label_entropy
 from aft.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from aft.training.collapse import CollapseReport, check_collapse, feature_spread
 from aft.training.config import TrainConfig
-from aft.training.data import carve_validation, check_features_cover, load_named_split, subsample
+from aft.training.data import (
+    LazyStudentInputs,
+    TrainBatches,
+    carve_validation,
+    check_features_cover,
+    load_named_split,
+    read_train_batch,
+    subsample,
+)
 from aft.training.determinism import deterministic_algorithms
 from aft.training.runlock import LOCK_NAME, run_lock
 from aft.training.schedule import lr_factor
@@ -307,8 +316,7 @@ class _Evaluator:
 def _augmented_inputs(student: Student, split: DatasetSplit, policy: AugmentationPolicy, idx: np.ndarray,
                       views: np.ndarray) -> torch.Tensor:
     """Student inputs of samples `idx`, each augmented as view ``views[i]`` and preprocessed."""
-    raw = split.inputs[idx] if isinstance(split.inputs, np.ndarray) else [split.inputs[int(i)] for i in idx]
-    return student.preprocess(policy.apply(raw, [split.ids[int(i)] for i in idx], views))
+    return student.preprocess(policy.apply(split.take(idx), [split.ids[int(i)] for i in idx], views))
 
 
 def _check_feature_views(features: Any, num_views: int, policy_config: dict[str, Any]) -> None:
@@ -325,7 +333,9 @@ def _check_feature_views(features: Any, num_views: int, policy_config: dict[str,
             store.verify_views(store.num_views, policy_config)  # raises, naming the field
 
 
-def _preprocess(student: Student, split: DatasetSplit, chunk: int = 4096) -> torch.Tensor:
+def _preprocess(student: Student, split: DatasetSplit, chunk: int = 4096) -> torch.Tensor | LazyStudentInputs:
+    if split.is_lazy:  # read and preprocessed per batch (aft.data.lazy), never the whole split at once
+        return LazyStudentInputs(student, split)
     parts = [student.preprocess(split.inputs[i : i + chunk]) for i in range(0, len(split), chunk)]
     return torch.cat(parts, dim=0) if parts else torch.empty(0)
 
@@ -417,12 +427,12 @@ def _train(
         torch.cuda.set_device(device)
 
     # --- data (errors before anything is written) -------------------------------------------
-    source_split = train_split if train_split is not None else load_named_split(cfg.dataset, cfg.train_split)
+    source_split = train_split if train_split is not None else load_named_split(cfg.dataset, cfg.train_split, cfg.dataset_options)
     train_full = subsample(source_split, cfg.train_limit, cfg.seed)
     if len(train_full) == 0:
         raise DataError(f"training split {train_full.dataset}/{train_full.split} is empty; check the dataset")
     if test_split is None and train_split is None and cfg.test_split:
-        test_split = load_named_split(cfg.dataset, cfg.test_split)
+        test_split = load_named_split(cfg.dataset, cfg.test_split, cfg.dataset_options)
     if test_split is not None:
         test_split = subsample(test_split, cfg.test_limit, cfg.seed)
         if test_split.class_names != train_full.class_names:
@@ -611,10 +621,28 @@ def _train(
     val_acc: float | None = None
     # the last logged record survives a resume (a run killed after its final checkpoint trains no step)
     last: dict[str, float] = dict(state.get("last") or {}) if resuming and ckpt_dir is not None else {}
+    # lazy inputs (or augmentation) with workers: DataLoader processes read, augment and preprocess
+    # the local micro-batches ahead, in the loop's own order (aft.training.data.TrainBatches)
+    from aft.data.loader import iter_batches, resolve_workers
+
+    n_workers = resolve_workers(cfg.workers, tr)
+    batch_stream = None
+    if n_workers > 0 and (tr.is_lazy or policy is not None):
+        keys = TrainBatches(n=n, seed=cfg.seed, start=start_step, stop=run_steps, steps_per_epoch=steps_per_epoch,
+                            global_bs=global_bs, micro_bs=micro_bs, local_bs=local_bs, rank=info.rank, accum=accum,
+                            views=cfg.views if policy is not None else None)
+        batch_stream = iter_batches(keys, functools.partial(read_train_batch, tr, student, policy), n_workers,
+                                    pin_memory=device.type == "cuda")
+
     def micro_step(gidx: torch.Tensor, lidx: torch.Tensor, views_g: np.ndarray | None, log_now: bool,
                    beta_t: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, float]]:
         """Forward and backward of one (global) micro-batch; returns detached (task, R, loss, metrics)."""
-        if policy is not None:
+        if batch_stream is not None:
+            read_idx, xb = next(batch_stream)
+            if not np.array_equal(read_idx, lidx.numpy()):  # pragma: no cover - a bug, never user input
+                raise RuntimeError("the DataLoader read other samples than the training step uses")
+            xb = xb.to(device, non_blocking=True)
+        elif policy is not None:
             views_l = views_g[info.rank * local_bs : (info.rank + 1) * local_bs]  # type: ignore[index]
             xb = _augmented_inputs(student, tr, policy, lidx.numpy(), views_l).to(device, non_blocking=True)
         else:
@@ -738,6 +766,8 @@ def _train(
             break
     else:
         stopped_at = run_steps
+    if batch_stream is not None:
+        batch_stream.close()  # stops the workers (early stopping leaves batches unread)
     bar.close()
     close_all(trackers)
 
@@ -820,7 +850,7 @@ def _config_hash(cfg: TrainConfig, legacy: bool = False) -> str:
             d["feature_store"] = os.path.normpath(d["feature_store"])
     # ddp_kernel: both forms are exact, and a run may resume with either; deterministic: same math
     for k in ("resume", "overwrite", "progress", "tensorboard", "log_every", "checkpoint_every", "device", "ddp_kernel",
-              "deterministic", "threads", "report_to"):
+              "deterministic", "threads", "report_to", "workers"):
         d.pop(k, None)
     for k, default in _HASH_NEUTRAL_DEFAULTS.items():  # keys added later: at their default, old hashes hold
         if d.get(k) == default:
@@ -829,7 +859,7 @@ def _config_hash(cfg: TrainConfig, legacy: bool = False) -> str:
 
 
 #: config keys added after checkpoints existed: left out of the hash at these values
-_HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {"grad_accum_steps": 1, "early_stopping_patience": 0}
+_HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {"grad_accum_steps": 1, "early_stopping_patience": 0, "dataset_options": {}}
 
 
 __all__ = ["TrainResult", "epoch_permutation", "preflight", "resolve_device", "rho_summary", "train"]

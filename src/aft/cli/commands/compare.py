@@ -23,6 +23,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "comparison continues. One compare at a time may write a records file.",
     )
     p.add_argument("suite", help="a built-in suite (fashion-mnist, fashion-mnist-views, spam-assassin, demo) or a suite YAML file")
+    p.add_argument("--dataset", default=None, metavar="NAME",
+                   help="run the suite on this dataset instead of its own (e.g. csv with --data-option path=...)")
+    p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="dataset loader option, e.g. path=data/{split}.csv, classes=neg,pos, name=news "
+                   "(repeatable; overrides the suite's dataset_options)")
     p.add_argument("--quick", action="store_true", help="a reduced grid (one student/teacher set/size, up to 3 seeds, 2 betas, 3 folds; the suite's training budget)")
     p.add_argument("--records", metavar="FILE", default=None,
                    help="JSON-lines records file (default: results/<suite>/records.jsonl)")
@@ -37,9 +42,26 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help="worker processes for the grid's runs, each with cpus/N threads (default auto: one per "
                    "CPU core, one per GPU on cuda; measured 1.4-2.5x the runs/hour of --jobs 1 on 2 cores, "
                    "docs/performance-compare-jobs.md); 1 runs in this process")
+    p.add_argument("--keep", choices=("best", "all"), default=None,
+                   help="keep trained students under <records folder>/students/: best = the final runs (each "
+                   "method's selected configuration, every seed), all = every trained run; the report links "
+                   "them and `aft predict`/`aft export --model` take the folder")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=handler)
     return p
+
+
+def with_data(suite: Any, dataset: str | None, items: list[str]) -> Any:
+    """The suite with --dataset / --data-option applied (same vocabulary as train, extract, predict)."""
+    import dataclasses
+
+    from aft.data.options import parse_data_options
+
+    options = parse_data_options(items)
+    if dataset is None and not options:
+        return suite
+    merged = {**({} if dataset is not None and dataset != suite.dataset else suite.dataset_options), **options}
+    return dataclasses.replace(suite, dataset=dataset or suite.dataset, dataset_options=merged)
 
 
 def handler(args: argparse.Namespace) -> int:
@@ -51,18 +73,26 @@ def handler(args: argparse.Namespace) -> int:
 
     jobs = resolve_jobs(args.jobs, args.device)
     suite = load_suite(args.suite)
+    suite = with_data(suite, args.dataset, args.data_option)
     if args.quick:
         suite = suite.quick()
     records = Path(args.records) if args.records else Path("results") / suite.name / "records.jsonl"
     store = Path(args.store) if args.store else cache_dir(args.cache_dir) / "features"
     t0 = time.perf_counter()
     result = compare(suite, records, store, device=args.device, cache_dir=args.cache_dir,
-                     progress=not args.no_progress, jobs=jobs)
+                     progress=not args.no_progress, jobs=jobs, keep=args.keep)
     print(summary_table(result.records))
     for warning in result.progress.warnings:
         print(f"warning: {warning}")
     print(f"\n{result.progress.ran} run(s) done, {result.progress.skipped} already recorded; "
           f"{time.perf_counter() - t0:.0f} s with {jobs} job(s); records: {records}")
+    if args.keep:
+        kept = [r for r in result.records if (r.extra or {}).get("student_dir")]
+        wanted = [r for r in result.records if r.method != "probe" and (args.keep == "all" or r.phase == "final")]
+        print(f"kept {len(kept)} trained student(s) under {records.parent / 'students'}")
+        if len(kept) < len(wanted):
+            print(f"note: {len(wanted) - len(kept)} run(s) were recorded before without --keep and were not "
+                  "retrained; use another --records file to keep them")
     report_dir = Path(args.report) if args.report else records.parent / "report"
     command = "aft compare " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None
     paths = build_report(result.records, report_dir, markdown_path=args.markdown, command=command,

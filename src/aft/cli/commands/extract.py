@@ -20,13 +20,21 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "(memory-mapped, keyed by sample id, fingerprinted). Interrupted runs resume where they stopped; "
         "complete, up-to-date stores are skipped.",
     )
-    parser.add_argument("--teacher", action="append", required=True, metavar="NAME",
+    parser.add_argument("--config", "-c", metavar="FILE.yaml", default=None,
+                        help="a training config: its dataset, dataset_options, teachers and feature_store are "
+                        "the defaults (so `aft extract -c run.yaml` extracts what `aft train -c run.yaml` reads)")
+    parser.add_argument("--teacher", action="append", default=[], metavar="NAME",
                         help="teacher name (minilm, mpnet, wordllama, efficientnet-lite0/1/2, st:PATH, hf:PATH, "
-                        "timm:NAME); repeat for several")
-    parser.add_argument("--dataset", required=True, metavar="NAME", help="dataset name (digits, fashion-mnist, ...)")
+                        "timm:NAME); repeat (or comma-separate) for several")
+    parser.add_argument("--teachers", dest="old_teachers", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--dataset", default=None, metavar="NAME", help="dataset name (digits, fashion-mnist, csv, ...)")
     parser.add_argument("--split", action="append", metavar="SPLIT", help="split(s) to encode (default: train)")
     parser.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
-                        help="dataset loader option, e.g. path=data.csv for csv/jsonl/imagefolder; repeatable")
+                        help="dataset loader option, e.g. path=data/{split}.csv, classes=neg,pos, name=news "
+                        "(repeatable; YAML key dataset_options)")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="DataLoader workers reading (decoding, augmenting) the inputs (default: chosen by aft, "
+                        "0 for in-memory datasets; 0 = read in this process)")
     parser.add_argument("--limit", type=int, default=None, metavar="N",
                         help="encode a stratified subsample of N samples per split (same N and --seed as training)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the --limit subsample (default 0)")
@@ -57,20 +65,35 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return parser
 
 
-def parse_options(items: list[str]) -> dict[str, str]:
-    """``["k=v", ...]`` -> ``{"k": "v"}``; raises `ConfigError` on an item without ``=``."""
+def parse_options(items: list[str]) -> dict[str, Any]:
+    """``["k=v", ...]`` -> ``{"k": value}`` (`aft.data.options.parse_data_options`)."""
+    from aft.data.options import parse_data_options
+
+    return parse_data_options(items)
+
+
+def resolve_sources(args: argparse.Namespace) -> tuple[str, dict[str, Any], list[str], str | None]:
+    """(dataset, dataset options, teachers, store) from --config, then the flags (flags win)."""
+    from aft.cli.commands.train import teacher_names
     from aft.errors import ConfigError
 
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--data-option {item!r} is not KEY=VALUE; e.g. --data-option path=data.csv")
-        out[key] = value
-    return out
+    dataset, options, teachers, store = None, {}, [], None
+    if args.config is not None:
+        from aft.training.config import load_config
+
+        cfg = load_config(args.config)
+        dataset, options, teachers, store = cfg.dataset, dict(cfg.dataset_options), list(cfg.teachers), cfg.feature_store
+    dataset = args.dataset or dataset
+    options.update(parse_options(args.data_option))
+    teachers = teacher_names(args) or teachers
+    if not dataset:
+        raise ConfigError("no dataset: pass --dataset NAME (or --config with a dataset key)")
+    if not teachers:
+        raise ConfigError("no teacher: pass --teacher NAME (or --config with a teachers key)")
+    return dataset, options, teachers, args.store or store
 
 
-def load_split(dataset: str, split: str, limit: int | None = None, seed: int = 0, **options: Any) -> Any:
+def load_split(dataset: str, split: str, limit: int | None = None, seed: int = 0, /, **options: Any) -> Any:
     """Load one split via `aft.data.load_split`, optionally as a stratified subsample (`limit`, `seed`)."""
     from aft.data import load_split as load
     from aft.data import stratified_subsample
@@ -122,17 +145,22 @@ def run(args: argparse.Namespace) -> int:
         init_distributed(args.device)
         extract = partial(extract_distributed, partition=args.partition)  # noqa: F811 - one shard per rank
 
-    store = args.store or os.environ.get("AFT_FEATURE_STORE") or DEFAULT_STORE
+    dataset, options, names, chosen_store = resolve_sources(args)
+    store = chosen_store or os.environ.get("AFT_FEATURE_STORE") or DEFAULT_STORE
     check_inputs(args, store)
+    if args.workers is not None and args.workers < 0:
+        from aft.errors import ConfigError
+
+        raise ConfigError(f"--workers must be >= 0 (0 reads in this process), got {args.workers}")
     splits = args.split or ["train"]
     teachers = [build_teacher(name, device=args.device, resolution=args.resolution)
                 if args.resolution is not None else build_teacher(name, device=args.device)
-                for name in args.teacher]
-    options = parse_options(args.data_option)
+                for name in names]
+    extra = {} if args.workers is None or distributed else {"workers": args.workers}
     for split_name in splits:
-        split = load_split(args.dataset, split_name, args.limit, args.seed, **options)
+        split = load_split(dataset, split_name, args.limit, args.seed, **options)
         paths = extract(teachers, split, store, batch_size=args.batch_size, dtype=args.dtype,
-                        progress=not args.no_progress, views=args.views, augmentation=args.augment)
+                        progress=not args.no_progress, views=args.views, augmentation=args.augment, **extra)
         if int(os.environ.get("RANK", "0")) != 0:
             continue
         for teacher, path in zip(teachers, paths, strict=True):

@@ -3,6 +3,9 @@
 Texts: --text FILE (one text per line; - for stdin) or positional strings with --texts.
 Images: positional files or folders (needs Pillow: pip install 'aft[vision]'). Each image is resized
 once, by the student's own preprocessing, and the folder is read in batches (--batch-size).
+A dataset split: --dataset NAME [--split test] [--data-option key=value ...] (the options of `aft train`);
+each line then names the sample id and its true class, and the accuracy is printed last (stderr).
+--model takes a run folder, or a student kept by `aft compare --keep` (results/<suite>/students/<run>).
 """
 
 from __future__ import annotations
@@ -26,6 +29,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--texts", action="store_true", help="treat positional inputs as texts")
     p.add_argument("--records", metavar="FILE", help="multi-field inputs for a two-tower student: a CSV/JSONL file, one "
                    "column per field (image fields: paths relative to the file)")
+    p.add_argument("--dataset", default=None, metavar="NAME",
+                   help="classify every sample of a dataset split (e.g. csv, imagefolder, digits)")
+    p.add_argument("--split", default="test", help="with --dataset: the split (default test)")
+    from aft.cli.commands.train import add_data_flags
+
+    add_data_flags(p, teachers=False)
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=256, metavar="N",
@@ -146,6 +155,12 @@ def handler(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise DataError(f"--batch-size must be >= 1, got {args.batch_size}")
 
+    if args.dataset is not None:
+        if args.inputs or args.text_file or args.texts or args.records:
+            raise DataError("give --dataset or inputs (files, --texts, --text, --records), not both")
+        return _predict_dataset(args)
+    if args.data_option:
+        raise DataError("--data-option needs --dataset NAME (the options are the dataset's)")
     if args.records:
         keys, inputs = _read_records(args.records)
     elif args.text_file:
@@ -201,6 +216,38 @@ def _read_records(path: str) -> tuple[list[str], Any]:
         if all(Path(v).suffix.lower() in IMAGE_SUFFIXES for v in values):
             cols[k] = [str(file.parent / v) if not Path(v).is_absolute() else v for v in values]
     return [f"{file.name}:{ln}" for ln, _ in rows], FieldRows(cols)
+
+
+def predict_split(model_dir: str, split: Any, *, device: str = "cpu", batch_size: int = 256,
+                  trust_remote_code: bool = False) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Classify every sample of a `DatasetSplit` (read `batch_size` at a time, lazily where the split is
+    lazy): yields ``(sample id, prediction + "true" class name)``."""
+    student = _load(model_dir, device, trust_remote_code)
+    for s in range(0, len(split), batch_size):
+        batch = split.inputs[s : s + batch_size]
+        for k, pred in enumerate(_classify(student, batch, device)):
+            yield split.ids[s + k], {**pred, "true": split.class_names[int(split.labels[s + k])]}
+
+
+def _predict_dataset(args: argparse.Namespace) -> int:
+    from aft.data import load_split
+    from aft.data.options import parse_data_options
+
+    split = load_split(args.dataset, args.split, **parse_data_options(args.data_option))
+    correct = total = 0
+
+    def rows() -> Iterator[tuple[str, dict[str, Any]]]:
+        nonlocal correct, total
+        for key, pred in predict_split(args.model, split, device=args.device, batch_size=args.batch_size,
+                                       trust_remote_code=args.trust_remote_code is True):
+            correct += pred["label"] == pred["true"]
+            total += 1
+            yield key, pred
+
+    _print(rows(), args.format)
+    print(f"accuracy {correct / max(1, total):.4f} ({correct}/{total}) on {split.dataset}/{split.split}",
+          file=sys.stderr)
+    return 0
 
 
 def _print(rows: Iterable[tuple[str, dict[str, Any]]], fmt: str) -> None:

@@ -1,6 +1,8 @@
 """`aft train`: train a student with a transfer method (one loop for every method).
 
 Settings come from --config FILE.yaml, then --set key=value overrides, then explicit flags.
+Own data: --dataset csv --data-option path=data/{split}.csv (YAML: dataset_options: {path: ...}).
+Teachers: --teacher NAME (repeatable) and --store DIR, as in `aft extract`.
 --nproc N relaunches itself under torchrun with N data-parallel processes.
 On CPU, --threads N (config key threads) sets the torch thread count; by default aft picks one
 (see docs/training.md) unless OMP_NUM_THREADS is set.
@@ -22,8 +24,6 @@ _FLAGS: list[tuple[str, str, type, str, str]] = [
      "student name: cnn-small, text-cnn, wordllama-bag, minilm, st:<path>, hf:<id>, timm:<name>"),
     ("--method", "method", str, "NAME", "transfer method: aft, aft-dense, kd, rkd, ft, btune, none..."),
     ("--beta", "beta", float, "FLOAT", "regularizer weight (>= 0)"),
-    ("--teachers", "teachers", str, "T1,T2", "comma-separated teacher names (their features must be extracted)"),
-    ("--features", "feature_store", str, "DIR", "feature store root folder"),
     ("--steps", "steps", int, "N", "optimizer steps"),
     ("--epochs", "epochs", float, "FLOAT", "epochs (instead of --steps)"),
     ("--batch-size", "batch_size", int, "N", "global batch size"),
@@ -39,9 +39,42 @@ _FLAGS: list[tuple[str, str, type, str, str]] = [
      "beta (from --beta-grid) and the step by k-fold cross-validation, then retrain on all labels"),
     ("--device", "device", str, "DEVICE", "cpu, cuda, cuda:N, mps or auto"),
     ("--precision", "precision", str, "fp32|bf16|fp16", "autocast precision on GPU"),
+    ("--workers", "workers", int, "N", "DataLoader workers reading lazy inputs (default: chosen by aft; 0 = none)"),
     ("--threads", "threads", int, "N", "CPU threads for torch (default: chosen by aft, logged; see docs/training.md)"),
     ("--output", "output", str, "DIR", "run folder"),
 ]
+
+
+def add_data_flags(p: argparse.ArgumentParser, *, teachers: bool = True) -> None:
+    """The flags every command shares for its data (`--data-option`) and teachers (`--teacher`, `--store`)."""
+    p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="dataset loader option, e.g. path=data/{split}.csv, classes=neg,pos, name=news "
+                   "(repeatable; YAML key dataset_options)")
+    if not teachers:
+        return
+    p.add_argument("--teacher", action="append", default=[], metavar="NAME",
+                   help="teacher name; repeat (or comma-separate) for several (YAML key teachers)")
+    p.add_argument("--store", default=None, metavar="DIR",
+                   help="feature store root (default: $AFT_FEATURE_STORE or ./features; YAML key feature_store)")
+    p.add_argument("--teachers", dest="old_teachers", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--features", dest="old_features", default=None, help=argparse.SUPPRESS)
+
+
+def teacher_names(args: argparse.Namespace) -> list[str]:
+    """--teacher (repeatable, comma-separated) plus the deprecated --teachers A,B (with a warning)."""
+    names = [t.strip() for item in args.teacher for t in item.split(",") if t.strip()]
+    if getattr(args, "old_teachers", None):
+        print("aft: warning: --teachers is deprecated; use --teacher NAME (repeatable)", file=sys.stderr)
+        names += [t.strip() for t in args.old_teachers.split(",") if t.strip()]
+    return names
+
+
+def store_arg(args: argparse.Namespace) -> str | None:
+    """--store, or the deprecated --features (with a warning)."""
+    if getattr(args, "old_features", None):
+        print("aft: warning: --features is deprecated; use --store DIR", file=sys.stderr)
+        return args.store or args.old_features
+    return args.store
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -52,6 +85,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="override a config key (repeatable; method_options.x=1 for sub-keys)")
     for flag, key, tp, metavar, text in _FLAGS:
         p.add_argument(flag, dest=f"cfg_{key}", type=tp, default=None, metavar=metavar, help=text)
+    add_data_flags(p)
     p.add_argument("--overwrite", action="store_true", default=None, help="replace an existing run folder")
     p.add_argument("--resume", action="store_true", default=None, help="continue from the run's last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -77,6 +111,15 @@ def resolve(args: argparse.Namespace) -> Any:
         value = getattr(args, f"cfg_{key}")
         if value is not None:
             overrides[key] = value
+    from aft.data.options import dataset_label, parse_data_options
+
+    for key, value in parse_data_options(args.data_option).items():
+        overrides[f"dataset_options.{key}"] = value
+    teachers, store = teacher_names(args), store_arg(args)
+    if teachers:
+        overrides["teachers"] = teachers
+    if store is not None:
+        overrides["feature_store"] = store
     if args.overwrite:
         overrides["overwrite"] = True
     if args.resume:
@@ -84,8 +127,11 @@ def resolve(args: argparse.Namespace) -> Any:
     if args.no_progress:
         overrides["progress"] = False
     cfg = load_config(args.config, overrides)
+    if cfg.teachers and not cfg.feature_store:
+        cfg.feature_store = os.environ.get("AFT_FEATURE_STORE") or "features"  # the default of `aft extract`
     if cfg.output is None:
-        cfg.output = os.path.join("runs", f"{cfg.dataset or 'data'}-{cfg.method}-{cfg.student}".replace(":", "_").replace("/", "_"))
+        label = dataset_label(cfg.dataset, cfg.dataset_options) if cfg.dataset else "data"
+        cfg.output = os.path.join("runs", f"{label}-{cfg.method}-{cfg.student}".replace(":", "_").replace("/", "_"))
     return cfg
 
 
