@@ -181,8 +181,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--records", nargs="+", required=True)
     ap.add_argument("--out", default=None, help="write the page here (default: print it)")
+    ap.add_argument("--command", default=None, help="the command to name as the page's regeneration command")
     args = ap.parse_args()
-    cmd = "python benchmarks/claims.py --records " + " ".join(args.records) + (f" --out {args.out}" if args.out else "")
+    cmd = args.command or ("python benchmarks/claims.py --records " + " ".join(args.records)
+                           + (f" --out {args.out}" if args.out else ""))
     page = render(args.records, cmd)
     if args.out:
         Path(args.out).write_text(page, encoding="utf-8")

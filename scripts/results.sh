@@ -12,5 +12,5 @@ $AFT compare benchmarks/suites/demo-regret.yaml --records results/demo-regret/re
 $AFT compare digits --records results/digits/records.jsonl --no-progress
 $AFT report --records "${RECORDS[@]}" --out results/report --markdown docs/RESULTS.md \
   --findings results/FINDINGS.md --command "make results"
-.venv/bin/python benchmarks/claims.py --records "${RECORDS[@]}" --out docs/CLAIMS.md > /dev/null
+.venv/bin/python benchmarks/claims.py --records "${RECORDS[@]}" --out docs/CLAIMS.md --command "make results" > /dev/null
 echo "docs/RESULTS.md and docs/CLAIMS.md regenerated"
