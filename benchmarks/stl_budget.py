@@ -65,8 +65,9 @@ def run(suites: list[str], folds: int) -> None:
                 labeled = stratified_subsample(pool, n, seed=0) if n < len(pool) else pool
                 labels = np.asarray(labeled.labels)
                 parts = _folds(labels, folds, seed=0)
-                for steps in GRID["steps"]:
-                    for lr in GRID["lr"]:
+                # the suite's own budget is always in the grid (so the table says what it costs)
+                for steps in sorted({*GRID["steps"], int(base.get("steps", 600))}):
+                    for lr in sorted({*GRID["lr"], float(base.get("lr", 0.002))}):
                         for f, held in enumerate(parts):
                             key = f"{name}|{student}|{n}|{steps}|{lr}|{f}/{folds}"
                             if key in done:

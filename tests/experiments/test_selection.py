@@ -186,3 +186,28 @@ def test_parse_beta_grid():
     for bad in ("", "a,b", "1,nan", "-1"):
         with pytest.raises(ConfigError, match="--beta-grid"):
             parse_beta_grid(bad)
+
+
+def test_beta_auto_runs_every_seed_beside_the_choice_and_is_reported(tmp_path):
+    from aft.report import RecordIndex
+    from aft.report.beta_auto import beta_auto_table
+
+    base = dict(selection="cv", folds=2, teacher_sets=[["t1"]], ablation_methods=[], train_sizes=[100], seeds=[0, 1])
+    ex = FakeExecutor()
+    run_grid(_suite(**base, beta_auto=["aft"]), tmp_path / "r.jsonl", ex, progress=False)
+    recs = read_records(tmp_path / "r.jsonl")
+    auto = [r for r in recs if r.phase == "auto"]
+    # one run per seed, the default scale (3) as the record's beta, the suite's budget (no chosen step), for the listed method only
+    assert sorted((r.method, r.beta, r.seed, r.steps) for r in auto) == [("aft", 3.0, 0, None), ("aft", 3.0, 1, None)]
+    plain = run_grid(_suite(**base), tmp_path / "p.jsonl", FakeExecutor(), progress=False)
+    assert len(ex.calls) == plain.ran + 2  # nothing else changes
+    table = beta_auto_table(RecordIndex.build(recs))
+    (row,) = table.rows
+    cv_final = [r.test_acc for r in recs if r.phase == "final" and r.method == "aft"]
+    auto_acc = [r.test_acc for r in auto]
+    # independent: the difference of the means, in points
+    assert row[table.header.index("Δ")].startswith(f"{100 * (np.mean(auto_acc) - np.mean(cv_final)):+.2f}")
+    with pytest.raises(ConfigError, match="beta_auto"):
+        _suite(**base, beta_auto=["none"])
+    with pytest.raises(ConfigError, match="beta_auto"):
+        _suite(**base, beta_auto=["rkd"])

@@ -179,6 +179,8 @@ class TrainingExecutor:
                 "student_options": dict(self.suite.student_options.get(job.student, {})),
                 "method": job.method,
                 "beta": job.beta,
+                "beta_rule": "auto" if job.phase == "auto" else "fixed",
+                **({"beta_auto_scale": job.beta} if job.phase == "auto" else {}),
                 "teachers": list(job.teachers),
                 "seed": job.seed,
                 "views": job.views,
@@ -192,7 +194,7 @@ class TrainingExecutor:
         features = None
         if job.teachers:
             features = self.view_features(job.teachers) if job.views > 1 else self.features(job.teachers)[0]
-        test = d.test if job.phase in ("final", "regret") else None
+        test = d.test if job.phase in ("final", "regret", "auto") else None
         t0 = time.perf_counter()
         result = train(cfg, features=features, train_split=train_split, test_split=test, val_split=val_split)
         wall = time.perf_counter() - t0
@@ -201,6 +203,8 @@ class TrainingExecutor:
         # their evaluation points, which cross-validation reads)
         curve = curve_points(result.history, max_train_points=30 if job.phase in ("final", "regret") else 0)
         extra: dict[str, Any] = {"steps": result.steps, "selected_step": result.selected_step}
+        if result.beta_auto is not None:
+            extra["beta_auto"] = result.beta_auto
         profile = rho_profile(result.regularizer.importance(), dict(getattr(features, "column_ranges", None) or {}))
         if profile:
             extra["rho_sorted"] = profile

@@ -30,11 +30,13 @@ from aft.data.options import dataset_label
 from aft.experiments.records import RunRecord, append_record, read_records, records_lock, run_key
 from aft.experiments.selection import Choice, choose_cv, choose_holdout, edge_warning
 from aft.experiments.suite import SuiteConfig
+from aft.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
 PROBE = "probe"
 STL = "none"
+AUTO_SCALE = TrainConfig.beta_auto_scale  # the scale of the `auto` phase's runs (their records' beta)
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,8 @@ def _method_chain_size(suite: SuiteConfig, method: str) -> int:
     n = len(grid) * (suite.folds * want_cv + want_holdout) + len(suite.seeds)
     if suite.regret_analysis and method != STL and want_cv:
         n += len(grid) * len(suite.seeds)
+    if method in suite.beta_auto:
+        n += len(suite.seeds)
     return n
 
 
@@ -191,6 +195,8 @@ def _method_chain(suite: SuiteConfig, s: Setting, method: str, plan: _Plan) -> C
         plan.warnings.append(warn)
     steps = choice.step if choice.mode == "cv" else None
     finals = [_job(suite, s, method, choice.beta, seed, "final", teachers=teachers, steps=steps) for seed in suite.seeds]
+    # --beta auto beside the choice (analysis): the default scale (the job's beta), the suite's budget
+    finals += [_job(suite, s, method, AUTO_SCALE, seed, "auto") for seed in suite.seeds] if method in suite.beta_auto else []
     info = {"selection": choice.to_dict()}
     for j in finals:
         plan.annotations[j.key()] = info

@@ -47,8 +47,9 @@ def run_key(run: Any) -> str:
 
 #: phases of a run: `select` (holdout) and `cv` (one fold) runs are scored on validation only; `final`
 #: runs are also evaluated on test once; `regret` runs evaluate every beta on test for the selection
-#: regret analysis (never used to choose)
-PHASES = ("select", "cv", "final", "regret")
+#: regret analysis (never used to choose); `auto` runs train with ``--beta auto`` beside the chosen
+#: configuration (analysis only, evaluated on test)
+PHASES = ("select", "cv", "final", "regret", "auto")
 
 
 @dataclass
@@ -65,7 +66,7 @@ class RunRecord:
         train_size: number of labeled training samples (before the validation carve-out).
         seed: random seed.
         phase: one of `PHASES`: ``"select"`` / ``"cv"`` (validation only), ``"final"`` (selected beta,
-            evaluated once on test) or ``"regret"`` (analysis only).
+            evaluated once on test), ``"regret"`` or ``"auto"`` (analysis only).
         val_acc: validation accuracy of the selected checkpoint.
         test_acc: test accuracy (final phase only, else None).
         wall_s: wall time of the run in seconds.

@@ -53,6 +53,8 @@ class SuiteConfig:
         folds: k of the cross-validation.
         regret_analysis: also run every beta on test (phase ``regret``, never used to choose) and
             both selectors, for the selection-regret table.
+        beta_auto: methods also run with ``--beta auto`` (phase ``auto``: every seed, the suite's
+            budget, no grid; analysis beside the cross-validated choice, never used to choose).
     """
 
     name: str
@@ -83,6 +85,7 @@ class SuiteConfig:
     selection: str = "cv"
     folds: int = 5
     regret_analysis: bool = False
+    beta_auto: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         safe_name(self.name, "suite name")  # it becomes results/<name>/: one plain folder name
@@ -113,6 +116,9 @@ class SuiteConfig:
         if set(self.train_by_size) - set(self.train_sizes):
             raise ConfigError(f"suite {self.name!r}: train_by_size has sizes {sorted(set(self.train_by_size) - set(self.train_sizes))} "
                               f"that are not in train_sizes {self.train_sizes}")
+        if "none" in self.beta_auto or set(self.beta_auto) - set(self.methods):
+            raise ConfigError(f"suite {self.name!r}: beta_auto lists methods of the suite with a weight "
+                              f"({[m for m in self.methods if m != 'none']}), got {self.beta_auto}")
         if any(v > 1 for v in self.views) and not self.augmentation:
             raise ConfigError(f"suite {self.name!r}: views > 1 need an `augmentation` policy name")
 

@@ -91,6 +91,10 @@ def build_tables(index: RecordIndex, ladder_methods: Sequence[str] = ("aft", "kd
     ]
     if index.regret:
         tables.insert(5, regret_table(index))
+    if index.auto:
+        from aft.report.beta_auto import beta_auto_table
+
+        tables.insert(5, beta_auto_table(index))
     from aft.report.kept import kept_students_table
 
     kept = kept_students_table(index)  # only when `aft compare --keep` saved students

@@ -153,6 +153,7 @@ class RecordIndex:
         select: select-phase records (these feed the beta curves only).
         cv: cross-validation fold records (beta curves with fold error bars, the selection table).
         regret: analysis-only records of every beta on test (the selection-regret table only).
+        auto: analysis-only ``--beta auto`` records (the beta-auto table only).
         notes: one line per thing that was ignored (e.g. final records without a test accuracy).
     """
 
@@ -161,6 +162,7 @@ class RecordIndex:
     select: list[RunRecord] = field(default_factory=list)
     cv: list[RunRecord] = field(default_factory=list)
     regret: list[RunRecord] = field(default_factory=list)
+    auto: list[RunRecord] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     _acc: dict[tuple[Setting, str], dict[int, list[float]]] = field(default_factory=dict, repr=False)
 
@@ -177,6 +179,8 @@ class RecordIndex:
                 idx.cv.append(r)
             elif r.phase == "regret":
                 idx.regret.append(r)
+            elif r.phase == "auto":
+                idx.auto.append(r)
             elif r.phase == "final":
                 if r.test_acc is None:
                     no_test += 1

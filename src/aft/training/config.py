@@ -20,6 +20,7 @@ from aft.errors import ConfigError
 #: float settings that must be finite (NaN/Inf refused before anything runs), with the valid range
 _FLOAT_KEYS = {
     "beta": "beta weights the regularizer (>= 0)",
+    "beta_auto_scale": "beta_auto_scale multiplies the measured gradient-norm ratio (> 0)",
     "lr": "the learning rate must be > 0",
     "weight_decay": "weight decay must be >= 0",
     "prior_lr": "the prior learning rate must be > 0",
@@ -95,6 +96,11 @@ class TrainConfig:
     # chance, then ramps it up ("loss" is the same gate, "spread" gates on the features' spread);
     # N = linear warm-up over N steps; 0 = constant beta (the paper's)
     beta_warmup: Union[Literal["auto", "loss", "spread"], int] = "auto"
+    # "fixed": beta as given; "auto" (`--beta auto`): beta measured from the ratio of the task's and the
+    # regularizer's gradient norms when the warm-up starts, times beta_auto_scale (`beta` is then unused;
+    # the scale was chosen on a Fashion-MNIST dev set, docs/regularizers.md "beta auto")
+    beta_rule: Literal["fixed", "auto"] = "fixed"
+    beta_auto_scale: float = 3.0
     # gradient accumulation: each optimizer step sums grad_accum_steps micro-batches of
     # batch_size / grad_accum_steps samples; kernel methods compute their kernel per micro-batch
     # (docs/training.md, "Gradient accumulation")
@@ -125,6 +131,9 @@ class TrainConfig:
             value = getattr(self, key)
             if value is not None and not math.isfinite(value):
                 raise ConfigError(f"{key} must be a finite number, got {value}; {_FLOAT_KEYS[key]}")
+        if self.beta_auto_scale <= 0:
+            raise ConfigError(f"beta_auto_scale must be > 0, got {self.beta_auto_scale}; it multiplies the measured "
+                              "ratio of the gradient norms (beta_rule: auto)")
         if self.beta < 0:
             raise ConfigError(f"beta must be >= 0, got {self.beta}; beta weights the regularizer")
         if self.grad_clip is not None and self.grad_clip <= 0:

@@ -94,6 +94,7 @@ class TrainResult:
     regularizer: Regularizer
     history: list[dict[str, Any]] = field(default_factory=list)
     collapse: CollapseReport | None = None
+    beta_auto: float | None = None  # the measured beta of a ``beta_rule: auto`` run
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -106,6 +107,7 @@ class TrainResult:
             "wall_time_s": self.wall_time_s,
             "student_params": self.student_params,
             "rho_summary": self.rho_summary,
+            "beta_auto": self.beta_auto,
         }
 
 
@@ -573,7 +575,13 @@ def _train(
         total_steps = 5000
 
     chance_loss = label_entropy(labels.numpy(), num_classes)
-    beta_schedule = BetaSchedule(cfg.beta, cfg.beta_warmup, total_steps, chance_loss=chance_loss)
+    auto = cfg.beta_rule == "auto"  # under auto the schedule's beta is the scale of the measured ratio
+    beta_schedule = BetaSchedule(cfg.beta_auto_scale if auto else cfg.beta, cfg.beta_warmup, total_steps,
+                                 chance_loss=chance_loss, rule=cfg.beta_rule)
+    if cfg.beta_rule == "auto" and info.enabled:
+        raise ConfigError("beta_rule auto (--beta auto) runs in one process for now; pass a number as --beta "
+                          "with --nproc, or measure it with one process first (result.json names it)")
+    student_params = [p for p in student.parameters() if p.requires_grad]
     # stop_step: the schedules span total_steps, the run ends earlier (a chosen stopping step)
     run_steps = min(total_steps, cfg.stop_step) if cfg.stop_step else total_steps
     ids_tr = tr.ids
@@ -672,6 +680,8 @@ def _train(
                 reg_term = reg_loss
         if beta_schedule.wants_spread:
             spreads.append(feature_spread(phi_g))  # phi_g is the global batch: the same on every rank
+        if beta_schedule.measuring and not ratios:  # --beta auto: the first micro-batch's gradient norms
+            ratios.append(_grad_norm(task, student_params) / max(_grad_norm(reg_term, student_params), 1e-12))
         objective = task + beta_t * reg_term
         loss = objective if reg_term is reg_loss else task.detach() + beta_t * reg_loss.detach()
         scaler.scale(objective / accum if accum > 1 else objective).backward()
@@ -694,6 +704,7 @@ def _train(
         # the regularizer (its kernel) is computed per micro-batch (docs/training.md)
         micro_out: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, float]]] = []
         spreads: list[float] = []
+        ratios: list[float] = []
         for micro in range(accum):
             gidx = gidx_step[micro * micro_bs : (micro + 1) * micro_bs]
             views_g = views_step[micro * micro_bs : (micro + 1) * micro_bs] if views_step is not None else None
@@ -717,7 +728,13 @@ def _train(
             beta_schedule.observe(step, task_global, sum(spreads) / len(spreads) if spreads else None)
             if beta_schedule.opened_at is not None and opened_before is None and info.is_main:
                 logger.info("beta warm-up: the student left chance at step %d (task loss %.3f, label entropy "
-                            "%.3f); beta ramps to %g", beta_schedule.opened_at, task_global, chance_loss, cfg.beta)
+                            "%.3f); beta ramps to %s", beta_schedule.opened_at, task_global, chance_loss,
+                            "the measured value" if cfg.beta_rule == "auto" else f"{cfg.beta:g}")
+        if ratios:
+            beta_schedule.observe_ratio(step, ratios[0])
+            if beta_schedule.resolved is not None and info.is_main:
+                logger.info("beta auto: %.4g (scale %g x median |grad CE| / |grad R| over %d steps)",
+                            beta_schedule.resolved, cfg.beta_auto_scale, len(beta_schedule.state_dict()["ratios"]))
 
         done = step + 1
         record: dict[str, Any] = {}
@@ -798,7 +815,7 @@ def _train(
         run_dir=run_dir, val_accuracy=val_acc, test_accuracy=test_acc, steps=stopped_at,
         selected_step=selected_step, wall_time_s=time.perf_counter() - t0,
         student_params=student.num_parameters(), rho_summary=rho_summary(reg.importance(), column_ranges),
-        student=student, regularizer=reg, history=history, collapse=collapse,
+        student=student, regularizer=reg, history=history, collapse=collapse, beta_auto=beta_schedule.resolved,
     )
     if run_dir is not None and info.is_main:
         save_student(student, run_dir, extra={"method": cfg.method, "dataset": tr.dataset})
@@ -808,6 +825,7 @@ def _train(
         summary = result.to_json()
         summary.update({"method": cfg.method, "student": cfg.student, "dataset": tr.dataset, "beta": cfg.beta,
                         "beta_warmup": cfg.beta_warmup, "beta_opened_at": beta_schedule.opened_at,
+                        "beta_rule": cfg.beta_rule,
                         "train_size": len(tr), "val_size": len(val) if val is not None else 0,
                         "test_size": len(test_split) if test_split is not None else 0,
                         "world_size": info.world_size, "device": str(device), "last_metrics": last,
@@ -816,6 +834,12 @@ def _train(
         _log_jsonl(metrics_path, {"step": stopped_at, "final": True, "val_accuracy": val_acc, "test_accuracy": test_acc})
     D.barrier(info)
     return result
+
+
+def _grad_norm(value: torch.Tensor, params: list[torch.Tensor]) -> float:
+    """L2 norm of d value / d params (graph kept for the step's own backward; unused params count 0)."""
+    grads = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
+    return float(torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None) or torch.zeros(())))
 
 
 def _truncate_metrics(path: Path, keep_until: int) -> None:
@@ -859,7 +883,8 @@ def _config_hash(cfg: TrainConfig, legacy: bool = False) -> str:
 
 
 #: config keys added after checkpoints existed: left out of the hash at these values
-_HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {"grad_accum_steps": 1, "early_stopping_patience": 0, "dataset_options": {}}
+_HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {"grad_accum_steps": 1, "early_stopping_patience": 0, "dataset_options": {},
+                                          "beta_rule": "fixed", "beta_auto_scale": 3.0}
 
 
 __all__ = ["TrainResult", "epoch_permutation", "preflight", "resolve_device", "rho_summary", "train"]

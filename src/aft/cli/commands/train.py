@@ -17,13 +17,25 @@ import subprocess
 import sys
 from typing import Any
 
+
+def _beta_arg(text: str) -> float | str:
+    """``--beta``: a number >= 0, or ``auto`` (measured from the gradient norms; docs/regularizers.md)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a number nor 'auto'") from None
+
+
 #: explicit flags -> (config key, type, metavar, help); each key is also settable with --set
-_FLAGS: list[tuple[str, str, type, str, str]] = [
+_FLAGS: list[tuple[str, str, Any, str, str]] = [
     ("--dataset", "dataset", str, "NAME", "dataset name (aft.data)"),
     ("--student", "student", str, "NAME",
      "student name: cnn-small, text-cnn, wordllama-bag, minilm, st:<path>, hf:<id>, timm:<name>"),
     ("--method", "method", str, "NAME", "transfer method: aft, aft-dense, kd, rkd, ft, btune, none..."),
-    ("--beta", "beta", float, "FLOAT", "regularizer weight (>= 0)"),
+    ("--beta", "beta", _beta_arg, "FLOAT|auto", "regularizer weight (>= 0), or auto: measured when the warm-up starts "
+     "from the ratio of the task's and the regularizer's gradient norms (no grid; docs/regularizers.md)"),
     ("--steps", "steps", int, "N", "optimizer steps"),
     ("--epochs", "epochs", float, "FLOAT", "epochs (instead of --steps)"),
     ("--batch-size", "batch_size", int, "N", "global batch size"),
@@ -111,6 +123,9 @@ def resolve(args: argparse.Namespace) -> Any:
         value = getattr(args, f"cfg_{key}")
         if value is not None:
             overrides[key] = value
+    if overrides.get("beta") == "auto":  # --beta auto: the rule, with the configured beta as its scale
+        del overrides["beta"]
+        overrides["beta_rule"] = "auto"
     from aft.data.options import dataset_label, parse_data_options
 
     for key, value in parse_data_options(args.data_option).items():
@@ -144,6 +159,11 @@ def handler(args: argparse.Namespace) -> int:
     elif args.beta_grid is not None:
         raise ConfigError("--beta-grid is used with --select cv only; add --select cv or drop it")
     cfg = resolve(args)  # config errors surface before any process is launched
+    if select_cv and cfg.beta_rule == "auto":
+        raise ConfigError("--beta auto needs no grid; drop --select cv (or cross-validate numbers with --beta-grid)")
+    if args.nproc > 1 and cfg.beta_rule == "auto":
+        raise ConfigError("--beta auto runs in one process for now; measure it without --nproc (result.json names "
+                          "beta_auto), then pass that number as --beta")
     if cfg.threads is not None and args.cfg_threads is None:  # `threads:` in the config file / --set
         from aft.runtime import configure_threads
 
