@@ -211,3 +211,16 @@ def test_beta_auto_runs_every_seed_beside_the_choice_and_is_reported(tmp_path):
         _suite(**base, beta_auto=["none"])
     with pytest.raises(ConfigError, match="beta_auto"):
         _suite(**base, beta_auto=["rkd"])
+
+
+def test_compare_analysis_flags_switch_on_the_analysis_runs_without_changing_the_keys():
+    from aft.cli.commands.compare import with_analyses
+    from aft.experiments.grid import plan_grid
+
+    suite = _suite(selection="cv", folds=2, teacher_sets=[["t1"]], ablation_methods=[], train_sizes=[100])
+    both = with_analyses(suite, ["regret", "beta-auto"])
+    assert both.regret_analysis and both.beta_auto == ["aft"] and not suite.regret_analysis
+    assert both.settings_hash() == suite.settings_hash()  # earlier records stay valid
+    assert plan_grid(both).size > plan_grid(suite).size
+    with pytest.raises(ConfigError, match="--analysis beta-auto runs the suite's method aft"):
+        with_analyses(_suite(methods=["none", "kd"], ablation_methods=[], ladder_methods=[]), ["beta-auto"])

@@ -171,6 +171,8 @@ class TrainingExecutor:
             # at that step on the demo, docs/training.md)
             settings.update(steps=int(job.steps), select="last", val_fraction=0.0)
             settings.pop("epochs", None)
+        elif job.phase == "auto":  # --beta auto needs no selection: all labels, the suite's budget, last step
+            settings.update(select="last", val_fraction=0.0)
         cfg = TrainConfig.from_dict(
             {
                 **settings,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import sys
 import time
@@ -22,7 +23,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "extracted once and cached; runs already in the records file are skipped, so an interrupted "
         "comparison continues. One compare at a time may write a records file.",
     )
-    p.add_argument("suite", help="a built-in suite (fashion-mnist, fashion-mnist-views, spam-assassin, demo) or a suite YAML file")
+    from aft.experiments.compare import builtin_suites
+
+    p.add_argument("suite", help=f"a built-in suite ({', '.join(builtin_suites())}) or a suite YAML file")
     p.add_argument("--dataset", default=None, metavar="NAME",
                    help="run the suite on this dataset instead of its own (e.g. csv with --data-option path=...)")
     p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
@@ -46,6 +49,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help="keep trained students under <records folder>/students/: best = the final runs (each "
                    "method's selected configuration, every seed), all = every trained run; the report links "
                    "them and `aft predict`/`aft export --model` take the folder")
+    p.add_argument("--analysis", action="append", default=[], choices=ANALYSES, metavar="|".join(ANALYSES),
+                   help="analysis-only runs beside the comparison (repeatable; never used to choose): regret = every "
+                   "beta on test and the holdout selector (the selection-regret table; suite key regret_analysis), "
+                   "beta-auto = AFT with --beta auto, every seed (the beta-auto table; suite key beta_auto)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=handler)
     return p
@@ -53,7 +60,6 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 def with_data(suite: Any, dataset: str | None, items: list[str]) -> Any:
     """The suite with --dataset / --data-option applied (same vocabulary as train, extract, predict)."""
-    import dataclasses
 
     from aft.data.options import parse_data_options
 
@@ -62,6 +68,23 @@ def with_data(suite: Any, dataset: str | None, items: list[str]) -> Any:
         return suite
     merged = {**({} if dataset is not None and dataset != suite.dataset else suite.dataset_options), **options}
     return dataclasses.replace(suite, dataset=dataset or suite.dataset, dataset_options=merged)
+
+
+ANALYSES = ("regret", "beta-auto")
+
+
+def with_analyses(suite: Any, analyses: list[str]) -> Any:
+    """`suite` with the `--analysis` runs switched on (they never change the records' keys or choices)."""
+    if "regret" in analyses:
+        suite = dataclasses.replace(suite, regret_analysis=True)
+    if "beta-auto" in analyses:
+        if "aft" not in suite.methods:
+            from aft.errors import ConfigError
+
+            raise ConfigError(f"--analysis beta-auto runs the suite's method aft; suite {suite.name!r} has "
+                              f"{suite.methods}: add aft to its methods or drop the flag")
+        suite = dataclasses.replace(suite, beta_auto=list(dict.fromkeys([*suite.beta_auto, "aft"])))
+    return suite
 
 
 def handler(args: argparse.Namespace) -> int:
@@ -74,6 +97,7 @@ def handler(args: argparse.Namespace) -> int:
     jobs = resolve_jobs(args.jobs, args.device)
     suite = load_suite(args.suite)
     suite = with_data(suite, args.dataset, args.data_option)
+    suite = with_analyses(suite, args.analysis)
     if args.quick:
         suite = suite.quick()
     records = Path(args.records) if args.records else Path("results") / suite.name / "records.jsonl"
