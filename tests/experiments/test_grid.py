@@ -154,7 +154,11 @@ def test_ladder_sizes_restrict_later_teacher_sets():
 def test_train_by_size_overrides_the_budget_of_one_size_and_is_validated():
     s = _suite(train={"steps": 40, "lr": 1e-3}, train_by_size={"200": {"steps": 90}})
     assert s.train_by_size == {200: {"steps": 90}}
-    assert s.settings_hash() != _suite(train={"steps": 40, "lr": 1e-3}).settings_hash()
+    plain = _suite(train={"steps": 40, "lr": 1e-3})
+    assert s.settings_hash() != plain.settings_hash()
+    # a size's own budget changes only that size's keys: the other sizes' records stay valid
+    assert s.settings_hash(100) == plain.settings_hash(100) == plain.settings_hash()
+    assert s.settings_hash(200) != plain.settings_hash(200)
     assert s.quick().train_by_size == {}  # quick keeps only the smallest size (100)
     with pytest.raises(ConfigError, match=r"train_by_size has sizes \[300\]"):
         _suite(train_by_size={300: {"steps": 5}})

@@ -124,7 +124,7 @@ def _job(suite: SuiteConfig, s: Setting, method: str, beta: float, seed: int, ph
         seed=seed,
         phase=phase,
         views=s.views,
-        config=suite.settings_hash(),
+        config=suite.settings_hash(s.train_size),
         fold=fold,
         steps=steps,
     )

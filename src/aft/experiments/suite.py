@@ -143,15 +143,21 @@ class SuiteConfig:
             raise ConfigError(f"suite config {p} must be a YAML mapping")
         return cls.from_dict(data)
 
-    def settings_hash(self) -> str:
-        """Short hash of the settings every run shares (a changed budget makes every run new)."""
+    def settings_hash(self, train_size: int | None = None) -> str:
+        """Short hash of the settings a run of `train_size` shares (a changed budget makes its runs new).
+
+        A size's own `train_by_size` budget counts only for that size, so giving one size a longer budget
+        leaves the records of the other sizes valid; without `train_size` every size's budget counts.
+        """
         shared = {
             "train": self.train, "student_options": self.student_options, "teacher_options": self.teacher_options,
             "dataset_options": self.dataset_options, "pool_size": self.pool_size, "test_limit": self.test_limit,
             "augmentation": self.augmentation,
         }
-        if self.train_by_size:  # suites without it keep the keys of their earlier records
-            shared["train_by_size"] = {str(k): v for k, v in sorted(self.train_by_size.items())}
+        by_size = self.train_by_size if train_size is None else {
+            k: v for k, v in self.train_by_size.items() if k == train_size}
+        if by_size:  # sizes without their own budget keep the keys of their earlier records
+            shared["train_by_size"] = {str(k): v for k, v in sorted(by_size.items())}
         if self.selection != "holdout":  # holdout suites keep the keys of their earlier records
             shared.update(selection=self.selection, folds=self.folds)
         return hashlib.sha256(json.dumps(shared, sort_keys=True, default=str).encode()).hexdigest()[:10]
