@@ -37,7 +37,8 @@ class _Bar:
 
 @pytest.mark.parametrize("kw", [dict(selection="holdout"), dict(selection="cv", folds=3),
                                 dict(selection="cv", folds=2, regret_analysis=True, probe=True),
-                                dict(selection="cv", folds=2, beta_auto=["aft"])])
+                                dict(selection="cv", folds=2, beta_auto=["aft"]),
+                                dict(selection="cv", folds=2, regret_analysis=True, regret_sizes=[200])])
 def test_bar_total_is_the_number_of_runs(tmp_path, monkeypatch, kw) -> None:
     monkeypatch.setattr(grid, "tqdm", _Bar)
     _Bar.made = []

@@ -168,6 +168,12 @@ def test_regret_analysis_runs_every_beta_on_test_but_does_not_change_the_choice(
     finals_a = {(r.method, r.beta) for r in read_records(tmp_path / "a.jsonl") if r.phase == "final"}
     finals_b = {(r.method, r.beta) for r in recs if r.phase == "final"}
     assert finals_a == finals_b and plain.ran > 0
+    two = dict(base, train_sizes=[20, 100])
+    only = run_grid(_suite(**two, regret_analysis=True, regret_sizes=[100]), tmp_path / "c.jsonl", FakeExecutor(),
+                    progress=False)
+    assert {r.train_size for r in only.records if r.phase in ("regret", "select")} == {100}
+    with pytest.raises(ConfigError, match="regret_sizes"):
+        _suite(**two, regret_analysis=True, regret_sizes=[50])
 
 
 def test_suite_selection_keys_are_validated():

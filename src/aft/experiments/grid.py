@@ -154,19 +154,20 @@ def _fixed_chain(jobs: list[RunJob]) -> Chain:
     yield jobs
 
 
-def _selectors(suite: SuiteConfig, method: str) -> tuple[list[float], bool, bool]:
+def _selectors(suite: SuiteConfig, method: str, train_size: int) -> tuple[list[float], bool, bool]:
     """(beta grid, runs cv folds, runs holdout splits) of a method's selection phase."""
     grid = [0.0] if method == STL else list(suite.beta_grid)
-    want_cv = suite.selection == "cv" or (suite.regret_analysis and method != STL)
-    want_holdout = method != STL and (suite.selection == "holdout" or suite.regret_analysis)
+    regret = suite.regret_at(train_size) and method != STL
+    want_cv = suite.selection == "cv" or regret
+    want_holdout = method != STL and (suite.selection == "holdout" or regret)
     return grid, want_cv, want_holdout
 
 
-def _method_chain_size(suite: SuiteConfig, method: str) -> int:
+def _method_chain_size(suite: SuiteConfig, method: str, train_size: int) -> int:
     """How many runs `_method_chain` makes (the count does not depend on which beta is chosen)."""
-    grid, want_cv, want_holdout = _selectors(suite, method)
+    grid, want_cv, want_holdout = _selectors(suite, method, train_size)
     n = len(grid) * (suite.folds * want_cv + want_holdout) + len(suite.seeds)
-    if suite.regret_analysis and method != STL and want_cv:
+    if suite.regret_at(train_size) and method != STL and want_cv:
         n += len(grid) * len(suite.seeds)
     if method in suite.beta_auto:
         n += len(suite.seeds)
@@ -175,7 +176,7 @@ def _method_chain_size(suite: SuiteConfig, method: str) -> int:
 
 def _method_chain(suite: SuiteConfig, s: Setting, method: str, plan: _Plan) -> Chain:
     """Selection runs of one (setting, method), then its finals (and the regret runs if asked)."""
-    grid, want_cv, want_holdout = _selectors(suite, method)
+    grid, want_cv, want_holdout = _selectors(suite, method, s.train_size)
     teachers = () if method == STL else None
     cv_jobs = [_job(suite, s, method, b, suite.select_seed, "cv", teachers=teachers, fold=f)
                for b in grid for f in range(suite.folds)] if want_cv else []
@@ -201,7 +202,7 @@ def _method_chain(suite: SuiteConfig, s: Setting, method: str, plan: _Plan) -> C
     for j in finals:
         plan.annotations[j.key()] = info
     regret: list[RunJob] = []
-    if suite.regret_analysis and method != STL and cv is not None:
+    if suite.regret_at(s.train_size) and method != STL and cv is not None:
         step_of = {sc.beta: sc.step for sc in cv.scores}
         regret = [_job(suite, s, method, b, seed, "regret", steps=step_of[b]) for b in grid for seed in suite.seeds]
         note = {"cv_beta": cv.beta, "holdout_beta": ho.beta if ho is not None else None}
@@ -220,7 +221,7 @@ def plan_grid(suite: SuiteConfig) -> _Plan:
             stl_done.add((s.student, s.train_size, s.views))
             if suite.selection == "cv":
                 plan.chains.append(_method_chain(suite, s, STL, plan))
-                plan.size += _method_chain_size(suite, STL)
+                plan.size += _method_chain_size(suite, STL, s.train_size)
             else:
                 plan.chains.append(_fixed_chain([_job(suite, s, STL, 0.0, seed, "final", teachers=())
                                                  for seed in suite.seeds]))
@@ -232,7 +233,7 @@ def plan_grid(suite: SuiteConfig) -> _Plan:
             plan.size += len(suite.seeds)
         for method in s.methods:
             plan.chains.append(_method_chain(suite, s, method, plan))
-            plan.size += _method_chain_size(suite, method)
+            plan.size += _method_chain_size(suite, method, s.train_size)
     return plan
 
 

@@ -53,6 +53,7 @@ class SuiteConfig:
         folds: k of the cross-validation.
         regret_analysis: also run every beta on test (phase ``regret``, never used to choose) and
             both selectors, for the selection-regret table.
+        regret_sizes: train sizes the regret runs are made at (default: all).
         beta_auto: methods also run with ``--beta auto`` (phase ``auto``: every seed, the suite's
             budget, no grid; analysis beside the cross-validated choice, never used to choose).
     """
@@ -85,6 +86,7 @@ class SuiteConfig:
     selection: str = "cv"
     folds: int = 5
     regret_analysis: bool = False
+    regret_sizes: list[int] | None = None
     beta_auto: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -116,6 +118,9 @@ class SuiteConfig:
         if set(self.train_by_size) - set(self.train_sizes):
             raise ConfigError(f"suite {self.name!r}: train_by_size has sizes {sorted(set(self.train_by_size) - set(self.train_sizes))} "
                               f"that are not in train_sizes {self.train_sizes}")
+        if self.regret_sizes is not None and set(self.regret_sizes) - set(self.train_sizes):
+            raise ConfigError(f"suite {self.name!r}: regret_sizes {self.regret_sizes} must be train sizes of the suite "
+                              f"({self.train_sizes})")
         if "none" in self.beta_auto or set(self.beta_auto) - set(self.methods):
             raise ConfigError(f"suite {self.name!r}: beta_auto lists methods of the suite with a weight "
                               f"({[m for m in self.methods if m != 'none']}), got {self.beta_auto}")
@@ -162,6 +167,10 @@ class SuiteConfig:
             shared.update(selection=self.selection, folds=self.folds)
         return hashlib.sha256(json.dumps(shared, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
+    def regret_at(self, train_size: int) -> bool:
+        """Whether the regret runs are made at `train_size` (``regret_analysis`` and `regret_sizes`)."""
+        return self.regret_analysis and (self.regret_sizes is None or train_size in self.regret_sizes)
+
     def quick(self) -> SuiteConfig:
         """A reduced grid for smoke runs: one student, teacher set and size; 2 betas; at most 3 folds;
         up to 3 seeds of the final runs (one seed is too noisy to compare methods even in a smoke run);
@@ -185,5 +194,6 @@ class SuiteConfig:
             beta_grid=[1.0, 10.0],
             folds=min(self.folds, 3),
             views=[1] + sorted(v for v in self.views if v > 1)[:1],  # keep one augmented setting
+            regret_sizes=None,
         )
         return SuiteConfig.from_dict(data)
