@@ -205,6 +205,7 @@ def test_beta_auto_runs_every_seed_beside_the_choice_and_is_reported(tmp_path):
     auto = [r for r in recs if r.phase == "auto"]
     # one run per seed, the default scale (3) as the record's beta, the suite's budget (no chosen step), for the listed method only
     assert sorted((r.method, r.beta, r.seed, r.steps) for r in auto) == [("aft", 3.0, 0, None), ("aft", 3.0, 1, None)]
+    assert all("selection" not in r.extra for r in auto)  # not a selected configuration
     plain = run_grid(_suite(**base), tmp_path / "p.jsonl", FakeExecutor(), progress=False)
     assert len(ex.calls) == plain.ran + 2  # nothing else changes
     table = beta_auto_table(RecordIndex.build(recs))

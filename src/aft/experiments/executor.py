@@ -203,7 +203,7 @@ class TrainingExecutor:
         # the report's learning curves (train/task loss, R, val acc), confusion matrix and sorted-rho curves
         # (training-loss points only for runs the report draws: finals and regret runs; selection runs keep
         # their evaluation points, which cross-validation reads)
-        curve = curve_points(result.history, max_train_points=30 if job.phase in ("final", "regret") else 0)
+        curve = curve_points(result.history, max_train_points=30 if job.phase in ("final", "regret", "auto") else 0)
         extra: dict[str, Any] = {"steps": result.steps, "selected_step": result.selected_step}
         if result.beta_auto is not None:
             extra["beta_auto"] = result.beta_auto

@@ -196,11 +196,11 @@ def _method_chain(suite: SuiteConfig, s: Setting, method: str, plan: _Plan) -> C
         plan.warnings.append(warn)
     steps = choice.step if choice.mode == "cv" else None
     finals = [_job(suite, s, method, choice.beta, seed, "final", teachers=teachers, steps=steps) for seed in suite.seeds]
-    # --beta auto beside the choice (analysis): the default scale (the job's beta), the suite's budget
-    finals += [_job(suite, s, method, AUTO_SCALE, seed, "auto") for seed in suite.seeds] if method in suite.beta_auto else []
     info = {"selection": choice.to_dict()}
     for j in finals:
         plan.annotations[j.key()] = info
+    # --beta auto beside the choice (analysis): the default scale (the job's beta), the suite's budget
+    finals += [_job(suite, s, method, AUTO_SCALE, seed, "auto") for seed in suite.seeds] if method in suite.beta_auto else []
     regret: list[RunJob] = []
     if suite.regret_at(s.train_size) and method != STL and cv is not None:
         step_of = {sc.beta: sc.step for sc in cv.scores}
