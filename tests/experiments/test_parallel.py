@@ -103,3 +103,56 @@ def test_cli_bad_jobs_is_one_line_before_anything_runs(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "--jobs must be a positive integer or auto" in err and len(err.splitlines()) == 1
     assert not list(tmp_path.iterdir())
+
+
+_ORPHAN_SCRIPT = r'''
+import os, sys, time
+sys.path.insert(0, sys.argv[2])
+from test_grid import FakeExecutor, _suite
+from aft.experiments.grid import run_grid
+
+class Slow(FakeExecutor):
+    def __call__(self, job):
+        with open(os.path.join(sys.argv[1], f"worker-{os.getpid()}"), "w"):
+            pass
+        time.sleep(0.5)
+        return super().__call__(job)
+
+if __name__ == "__main__":  # spawned workers import this file too
+    run_grid(_suite(selection="cv", folds=2), os.path.join(sys.argv[1], "r.jsonl"), Slow(), progress=False, jobs=2)
+'''
+
+
+def test_workers_end_when_the_comparison_is_killed(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    script = tmp_path / "grid.py"
+    script.write_text(_ORPHAN_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path), str(Path(__file__).parent)])
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("worker-*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    workers = [int(p.name.split("-")[1]) for p in tmp_path.glob("worker-*")]
+    assert len(workers) >= 2, "the workers never started"
+    proc.send_signal(signal.SIGKILL)  # no shutdown reaches the pool
+    proc.wait()
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        try:  # a zombie (exited, not yet reaped by init) counts as gone
+            return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 20
+    while any(alive(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(alive(p) for p in workers), "worker processes outlived the killed comparison"

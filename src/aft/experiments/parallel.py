@@ -17,6 +17,8 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
+import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -62,7 +64,17 @@ def resolve_jobs(value: str | int, device: str = "cpu") -> int:
     return n
 
 
+def _exit_with_parent(parent: int, every_s: float = 2.0) -> None:
+    """End this worker when the comparison that started it is gone (killed: no pool shutdown reaches
+    the workers, which would otherwise wait on the pool's queue forever, holding their memory)."""
+    while True:
+        time.sleep(every_s)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
 def _init_worker(spec: Any, threads: int, counter: Any) -> None:
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True, name="aft-parent-watch").start()
     os.environ["OMP_NUM_THREADS"] = str(threads)
     os.environ["MKL_NUM_THREADS"] = str(threads)
     import torch
