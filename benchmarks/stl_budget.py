@@ -27,6 +27,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS = ROOT / "results" / "budget" / "records.jsonl"
+NOTES = ROOT / "results" / "budget" / "NOTES.md"  # written by hand from the table; appended by --render
 GRID = {"steps": [600, 1500, 3000], "lr": [0.002, 0.005]}
 
 
@@ -115,7 +116,8 @@ def render() -> str:
         plateau = best[0] < longest or (len(at_best_lr) > 1 and at_best_lr[longest][0]
                                         - at_best_lr[sorted(at_best_lr)[-2]][0] < at_best_lr[longest][1])
         lines.append(f"| | | | | | plateau within the grid: {'yes' if plateau else 'NO (extend the grid)'} | |")
-    return "\n".join(lines) + "\n"
+    notes = ["", NOTES.read_text(encoding="utf-8").rstrip()] if NOTES.exists() else []
+    return "\n".join(lines + notes) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
