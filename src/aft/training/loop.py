@@ -10,12 +10,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import inspect
 import json
 import logging
 import math
-import os
-import shutil
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -28,10 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aft.augment.views import AugmentationPolicy, draw_views, resolve_policy
+from aft.augment.views import draw_views, resolve_policy
 from aft.data.split import DatasetSplit
-from aft.errors import AftError, CheckpointError, ConfigError, DataError, OutputExistsError, UnsafePathError
-from aft.paths import safe_join
+from aft.errors import CheckpointError, ConfigError, DataError
 from aft.regularizers.base import REGULARIZERS, PrepareContext, Regularizer
 from aft.students.base import Student, build_student
 from aft.students.io import safetensors_bytes, save_student, state_for_safetensors
@@ -43,7 +39,6 @@ from aft.training.checkpoint import load_checkpoint, rng_state, save_checkpoint,
 from aft.training.collapse import CollapseReport, check_collapse, feature_spread
 from aft.training.config import TrainConfig
 from aft.training.data import (
-    LazyStudentInputs,
     TrainBatches,
     carve_validation,
     check_features_cover,
@@ -52,15 +47,32 @@ from aft.training.data import (
     subsample,
 )
 from aft.training.determinism import deterministic_algorithms
-from aft.training.runlock import LOCK_NAME, run_lock
+from aft.training.runlock import run_lock
 from aft.training.schedule import lr_factor
 from aft.training.tracking import check_trackers, close_all, log_all, open_trackers
 
 logger = logging.getLogger(__name__)
 
-#: files and folders a run writes (the only things ``overwrite`` removes)
-RUN_OUTPUTS = ("config.yaml", "metrics.jsonl", "result.json", "student.safetensors", "student.json",
-               "regularizer.safetensors", "checkpoints", "tensorboard")
+from aft.training.components import (  # noqa: E402  (re-exported: aft.training and the CLI import them from here)
+    _augmented_inputs,
+    _build_regularizer,
+    _check_feature_views,
+    _check_method_options,
+    _cpu_state,
+    _Evaluator,
+    _grad_norm,
+    _preprocess,
+    epoch_permutation,
+    resolve_device,
+    rho_summary,
+)
+from aft.training.run_folder import (  # noqa: E402
+    _check_output,
+    _config_hash,
+    _log_jsonl,
+    _prepare_output,
+    _truncate_metrics,
+)
 
 StepHook = Callable[[int, dict[str, float]], None]
 
@@ -112,236 +124,6 @@ class TrainResult:
 
 
 # ---------------------------------------------------------------------------------------------
-def resolve_device(name: str, info: D.DistInfo | None = None) -> torch.device:
-    """``auto`` -> cuda, then mps, then cpu; CUDA ranks use their local GPU."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            name = "cuda"
-        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            name = "mps"
-        else:
-            name = "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError("device 'cuda' requested but CUDA is not available; use --device cpu or auto")
-        return torch.device("cuda", info.local_rank if info else 0)
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ConfigError("device 'mps' requested but MPS is not available; use --device cpu or auto")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError, ValueError):
-        raise ConfigError(f"unknown device {name!r}; use cpu, cuda, cuda:N, mps or auto") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {name!r} requested but CUDA is not available; use --device cpu or auto")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s); use cuda:0..."
-                              f"{torch.cuda.device_count() - 1}")
-    elif device.type not in ("cpu", "mps", "meta"):
-        raise ConfigError(f"device {name!r} is not supported; use cpu, cuda, cuda:N, mps or auto")
-    return device
-
-
-def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
-    """The sample order of `epoch`: a pure function of ``(seed, epoch)`` (so resume needs no RNG state)."""
-    g = torch.Generator().manual_seed((int(seed) * 1_000_003 + int(epoch) * 7_919 + 17) % (2**63 - 1))
-    return torch.randperm(n, generator=g)
-
-
-def rho_summary(importance: torch.Tensor | None, column_ranges: dict[str, tuple[int, int]]) -> dict[str, dict[str, float]] | None:
-    """Per teacher: mean/min/max of rho and its share of the total weight."""
-    if importance is None or importance.numel() == 0:
-        return None
-    rho = importance.detach().float().cpu().flatten()
-    ranges = column_ranges or {"teacher": (0, rho.numel())}
-    total = float(rho.sum()) or 1.0
-    out = {}
-    for name, (a, b) in ranges.items():
-        part = rho[a:b]
-        if part.numel() == 0 or b > rho.numel():
-            continue
-        out[name] = {"mean": float(part.mean()), "min": float(part.min()), "max": float(part.max()),
-                     "share": float(part.sum()) / total, "dims": int(part.numel())}
-    return out or None
-
-
-def _method_kwargs(cls: type[Regularizer], cfg: TrainConfig, column_ranges: dict[str, tuple[int, int]] | None = None) -> dict[str, Any]:
-    opts = dict(cfg.method_options)
-    params = inspect.signature(cls.__init__).parameters
-    if "prior_lr" in params:
-        opts.setdefault("prior_lr", cfg.prior_lr)
-    if "blocks" in params and column_ranges:  # the teacher blocks (teachers / layers / fields) of the store
-        opts.setdefault("blocks", dict(column_ranges))
-    return opts
-
-
-def _check_method_options(cls: type[Regularizer], cfg: TrainConfig) -> None:
-    """Refuse ``method_options`` keys the method's constructor does not take (before anything runs)."""
-    params = inspect.signature(cls.__init__).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    valid = sorted(k for k, p in params.items() if k not in ("self", "student_dim", "teacher_dim")
-                   and p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD))
-    unknown = sorted(set(cfg.method_options) - set(valid))
-    if unknown:
-        raise ConfigError(f"method {cfg.method!r} has no option {unknown[0]!r}; valid method_options: "
-                          f"{', '.join(valid) or 'none'}")
-
-
-def _build_regularizer(cls: type[Regularizer], student_dim: int, teacher_dim: int, cfg: TrainConfig,
-                       column_ranges: dict[str, tuple[int, int]] | None = None) -> Regularizer:
-    """The method's regularizer; an unknown or ill-typed ``method_options`` key is a one-line `ConfigError`."""
-    _check_method_options(cls, cfg)
-    kwargs = _method_kwargs(cls, cfg, column_ranges)
-    try:
-        return cls(student_dim, teacher_dim, **kwargs)
-    except (TypeError, ValueError) as exc:
-        if isinstance(exc, AftError):
-            raise
-        raise ConfigError(f"method {cfg.method!r}: bad method_options {sorted(cfg.method_options)} "
-                          f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
-
-
-def _check_output(cfg: TrainConfig) -> tuple[Path | None, bool]:
-    """Check the run folder without changing anything; returns (run_dir, resuming_from_checkpoint).
-
-    With ``overwrite``, also checks that every output it would remove is inside the run folder
-    (a symlinked ``checkpoints/`` pointing elsewhere is refused before anything is deleted).
-    """
-    if cfg.output is None:
-        if cfg.resume:
-            raise ConfigError("resume needs an output folder holding checkpoints; set `output`")
-        return None, False
-    run = Path(cfg.output)
-    try:
-        is_file = run.exists() and not run.is_dir()
-    except OSError as exc:  # e.g. ENAMETOOLONG
-        raise ConfigError(f"output path {_shorten(str(run))!r} is unusable ({exc.strerror or exc}); choose a "
-                          "shorter or valid --output") from None
-    if is_file:
-        raise ConfigError(f"output {str(run)!r} is a file, not a folder; choose a folder for --output")
-    ckpt = run / "checkpoints"
-    has_ckpt = (ckpt / "checkpoint.pt").exists() or (ckpt / "checkpoint.prev.pt").exists()
-    non_empty = _run_non_empty(run)
-    if cfg.resume:
-        if not has_ckpt:
-            if non_empty and not cfg.overwrite:
-                raise CheckpointError(f"{str(run)!r} holds no checkpoint to resume from; use --overwrite to start over")
-            logger.warning("no checkpoint in %s; starting from scratch", run)
-        return run, has_ckpt
-    if non_empty:
-        if not cfg.overwrite:
-            raise OutputExistsError(f"output folder {str(run)!r} exists; pass --overwrite to replace it or --resume")
-        for name in RUN_OUTPUTS:
-            if (run / name).is_symlink():
-                try:
-                    safe_join(run, name)
-                except UnsafePathError:
-                    raise UnsafePathError(
-                        f"--overwrite refuses to clear {str(run / name)!r}: it is a symlink to "
-                        f"{os.path.realpath(run / name)!r}, outside the run folder; remove the link or choose "
-                        "another --output") from None
-    return run, False
-
-
-def _shorten(text: str, limit: int = 120) -> str:
-    return text if len(text) <= limit else f"{text[:60]}...{text[-40:]} ({len(text)} characters)"
-
-
-def _run_non_empty(run: Path) -> bool:
-    """True if `run` holds anything but the lock file of a (possibly finished) run."""
-    try:
-        return run.is_dir() and any(p.name != LOCK_NAME for p in run.iterdir())
-    except OSError as exc:
-        raise ConfigError(f"cannot read output folder {str(run)!r} ({exc.strerror or exc}); "
-                          "choose a readable --output folder") from None
-
-
-def _clear_output(run: Path, info: D.DistInfo) -> None:
-    """Remove the outputs of a previous run (``overwrite``): only `RUN_OUTPUTS`, never what a symlink points to."""
-    if info.is_main:
-        for name in RUN_OUTPUTS:
-            p = run / name
-            if p.is_symlink():
-                p.unlink()
-            elif p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
-    D.barrier(info)
-
-
-def _prepare_output(cfg: TrainConfig, info: D.DistInfo) -> tuple[Path | None, bool]:
-    """Check/clear the run folder; returns (run_dir, resuming_from_checkpoint)."""
-    run, resuming = _check_output(cfg)
-    if run is not None and not cfg.resume and cfg.overwrite and _run_non_empty(run):
-        _clear_output(run, info)
-    else:
-        D.barrier(info)
-    return run, resuming
-
-
-def _log_jsonl(path: Path | None, record: dict[str, Any]) -> None:
-    if path is None:
-        return
-    with open(path, "a") as fh:
-        fh.write(json.dumps(record) + "\n")
-
-
-class _Evaluator:
-    """Accuracy and mean CE of a student on a preprocessed split (sharded over ranks, summed)."""
-
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, device: torch.device,
-                 autocast: Callable[[], Any], info: D.DistInfo) -> None:
-        self.x, self.y, self.bs, self.device, self.autocast, self.info = x, y, batch_size, device, autocast, info
-
-    @torch.no_grad()
-    def __call__(self, student: nn.Module) -> tuple[float, float]:
-        was = student.training
-        student.eval()
-        correct, loss_sum = 0.0, 0.0
-        idx = torch.arange(self.info.rank, len(self.y), self.info.world_size)
-        for s in range(0, len(idx), self.bs):
-            b = idx[s : s + self.bs]
-            with self.autocast():
-                logits, _ = student(self.x[b].to(self.device))
-            logits = logits.float()
-            yb = self.y[b].to(self.device)
-            correct += float((logits.argmax(1) == yb).sum())
-            loss_sum += float(F.cross_entropy(logits, yb, reduction="sum"))
-        student.train(was)
-        correct, loss_sum = D.all_reduce_sum([correct, loss_sum], self.info, self.device)
-        n = max(1, len(self.y))
-        return correct / n, loss_sum / n
-
-
-def _augmented_inputs(student: Student, split: DatasetSplit, policy: AugmentationPolicy, idx: np.ndarray,
-                      views: np.ndarray) -> torch.Tensor:
-    """Student inputs of samples `idx`, each augmented as view ``views[i]`` and preprocessed."""
-    return student.preprocess(policy.apply(split.take(idx), [split.ids[int(i)] for i in idx], views))
-
-
-def _check_feature_views(features: Any, num_views: int, policy_config: dict[str, Any]) -> None:
-    """Features must hold >= `num_views` views; stores must have been made with the same policy."""
-    have = int(getattr(features, "num_views", 1))
-    if have < num_views:
-        raise ConfigError(f"views: {num_views} but the teacher features hold {have} view(s); extract them with "
-                          f"`aft extract --views {num_views}` (or lower views)")
-    from aft.features.store import FeatureStore, _jsonable
-
-    stores = list(getattr(features, "sources", {}).values()) or [features]
-    for store in stores:
-        if isinstance(store, FeatureStore) and store.manifest.get("augmentation") != _jsonable(policy_config):
-            store.verify_views(store.num_views, policy_config)  # raises, naming the field
-
-
-def _preprocess(student: Student, split: DatasetSplit, chunk: int = 4096) -> torch.Tensor | LazyStudentInputs:
-    if split.is_lazy:  # read and preprocessed per batch (aft.data.lazy), never the whole split at once
-        return LazyStudentInputs(student, split)
-    parts = [student.preprocess(split.inputs[i : i + chunk]) for i in range(0, len(split), chunk)]
-    return torch.cat(parts, dim=0) if parts else torch.empty(0)
-
-
 def preflight(config: TrainConfig) -> None:
     """Cheap checks of a config that will load its data and features by name (used before
     launching data-parallel processes): method/student names, features configured, output folder."""
@@ -834,57 +616,6 @@ def _train(
         _log_jsonl(metrics_path, {"step": stopped_at, "final": True, "val_accuracy": val_acc, "test_accuracy": test_acc})
     D.barrier(info)
     return result
-
-
-def _grad_norm(value: torch.Tensor, params: list[torch.Tensor]) -> float:
-    """L2 norm of d value / d params (graph kept for the step's own backward; unused params count 0)."""
-    grads = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
-    return float(torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None) or torch.zeros(())))
-
-
-def _truncate_metrics(path: Path, keep_until: int) -> None:
-    """Drop records written after the checkpoint we resume from (a fresh run keeps none)."""
-    kept = []
-    if keep_until > 0:
-        for line in path.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if int(rec.get("step", 0)) <= keep_until and not rec.get("final"):
-                kept.append(line)
-    atomic_write_bytes(path, "".join(k + "\n" for k in kept).encode())
-
-
-def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu").clone() for k, v in module.state_dict().items()}
-
-
-def _config_hash(cfg: TrainConfig, legacy: bool = False) -> str:
-    """What a resumed run must share with its checkpoint. Paths do not count by their spelling:
-    ``output`` is where the checkpoint is (a moved or respelled run folder resumes), and
-    ``feature_store`` is compared normalized (the stores themselves are fingerprint-checked).
-    `legacy`: the hash of checkpoints written before paths were normalized."""
-    import hashlib
-
-    d = cfg.to_dict()
-    if not legacy:
-        d.pop("output", None)
-        if d.get("feature_store"):
-            d["feature_store"] = os.path.normpath(d["feature_store"])
-    # ddp_kernel: both forms are exact, and a run may resume with either; deterministic: same math
-    for k in ("resume", "overwrite", "progress", "tensorboard", "log_every", "checkpoint_every", "device", "ddp_kernel",
-              "deterministic", "threads", "report_to", "workers"):
-        d.pop(k, None)
-    for k, default in _HASH_NEUTRAL_DEFAULTS.items():  # keys added later: at their default, old hashes hold
-        if d.get(k) == default:
-            d.pop(k, None)
-    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
-
-
-#: config keys added after checkpoints existed: left out of the hash at these values
-_HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {"grad_accum_steps": 1, "early_stopping_patience": 0, "dataset_options": {},
-                                          "beta_rule": "fixed", "beta_auto_scale": 3.0}
 
 
 __all__ = ["TrainResult", "epoch_permutation", "preflight", "resolve_device", "rho_summary", "train"]
