@@ -78,3 +78,18 @@ def test_duplicate_run_keeps_the_later_record(records: list[RunRecord]) -> None:
     by_seed = idx.acc_by_seed(Setting.of(first), "aft")
     assert by_seed[first.seed] == 0.999
     assert len(idx.records) == len(records)
+
+
+def test_records_of_a_superseded_configuration_are_left_out_per_size():
+    def rec(seed: int, acc: float, config: str, size: int = 500) -> RunRecord:
+        return RunRecord("s", "d", "cnn", [], "none", 0.0, size, seed, "final", float("nan"), acc, config=config)
+
+    old = [rec(0, 0.80, "old"), rec(1, 0.82, "old"), rec(0, 0.70, "old", size=100)]
+    new = [rec(0, 0.90, "new"), rec(1, 0.94, "new")]
+    index = RecordIndex.build(old + new)
+    s500 = Setting(Group("s", "d", "cnn", 500, 1))
+    # only the later budget's seeds at n=500; n=100 (never re-run) keeps its records
+    assert index.acc_by_seed(s500, "none") == {0: 0.90, 1: 0.94}
+    assert index.acc_by_seed(Setting(Group("s", "d", "cnn", 100, 1)), "none") == {0: 0.70}
+    (note,) = [n for n in index.notes if "earlier configuration" in n]
+    assert "2 record(s) of suite s at n=500" in note and "superseded by new" in note

@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -143,6 +143,31 @@ def dedupe(records: Iterable[RunRecord]) -> list[RunRecord]:
     return list(by_key.values())
 
 
+def drop_superseded(records: list[RunRecord]) -> tuple[list[RunRecord], list[str]]:
+    """Keep, per (suite, train size), the records of the configuration written last.
+
+    A suite re-run with other shared settings at a size (a longer budget, another selection...)
+    writes records with another `config` hash next to the old ones; mixing them would average two
+    budgets' seeds and cross-validate over two budgets' folds. The later configuration supersedes
+    the earlier one; returns the kept records and one note per group that lost records.
+    """
+    latest: dict[tuple[str, int], str] = {}
+    for r in records:
+        latest[(r.suite, r.train_size)] = r.config
+    kept, dropped = [], Counter()
+    for r in records:
+        if r.config == latest[(r.suite, r.train_size)]:
+            kept.append(r)
+        else:
+            dropped[(r.suite, r.train_size)] += 1
+    notes = [f"{n} record(s) of suite {suite} at n={size} from an earlier configuration (config "
+             f"{'/'.join(sorted({r.config for r in records if (r.suite, r.train_size) == (suite, size)} - {latest[(suite, size)]}))}"
+             f", superseded by {latest[(suite, size)]}) ignored" for (suite, size), n in sorted(dropped.items())]
+    for note in notes:
+        log.info(note)
+    return kept, notes
+
+
 @dataclass
 class RecordIndex:
     """Records of a comparison, deduplicated and indexed by (setting, method) and seed.
@@ -168,8 +193,8 @@ class RecordIndex:
 
     @classmethod
     def build(cls, records: Iterable[RunRecord]) -> RecordIndex:
-        recs = dedupe(records)
-        idx = cls(recs)
+        recs, superseded = drop_superseded(dedupe(records))
+        idx = cls(recs, notes=list(superseded))
         no_test = 0
         acc: dict[tuple[Setting, str], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
         for r in recs:
