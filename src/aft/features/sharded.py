@@ -177,9 +177,12 @@ class _Comm:
     def __init__(self) -> None:
         import torch.distributed as dist
 
+        from aft.training.distributed import current_info
+
         self.dist = dist if dist.is_available() and dist.is_initialized() else None
-        self.rank = self.dist.get_rank() if self.dist else 0
-        self.world_size = self.dist.get_world_size() if self.dist else 1
+        self.info = current_info()
+        self.rank = self.info.rank  # GLOBAL rank (names the shard); local_rank only picks the GPU
+        self.world_size = self.info.world_size
 
     def all_ok(self, ok: bool) -> int:
         """Number of ranks that passed ``ok=True`` (a barrier that also carries failures)."""
@@ -251,6 +254,10 @@ def extract_distributed(
     if isinstance(teachers, str | Teacher):
         teachers = [teachers]
     comm = _Comm()
+    if comm.dist is not None:  # rank 0 finalizes from every rank's shard: the store root must be shared
+        from aft.training.distributed import check_shared_folder
+
+        check_shared_folder(store_root, comm.info, "feature store root")
     paths = []
     for spec in teachers:
         teacher = build_teacher(spec, device=device) if isinstance(spec, str) else spec
@@ -291,6 +298,13 @@ def _extract_sharded(
     dataset_info = {"name": split.dataset, "split": split.split, "fingerprint": fingerprint, "modality": split.modality}
     order_kind = "length-sorted" if split.modality == "text" and not isinstance(split.inputs, np.ndarray) else "stored"
     rank, world = comm.rank, comm.world_size
+    if comm.dist is not None:  # e.g. nodes holding copies of the data with other modification times
+        from aft.training.distributed import check_same
+
+        check_same((fingerprint, len(split), teacher_info, dtype, num_views), comm.info,
+                   f"dataset split ({split.dataset}/{split.split}) or teacher ({teacher.name})",
+                   "every node must read the same files (same paths, sizes and modification times: copy them with "
+                   "`rsync -a` or `cp -p`, or use a shared filesystem) with the same aft and teacher versions")
 
     # --- what to do with an existing store: decided by rank 0, the same on every rank ----------
     action = "write"
@@ -399,7 +413,7 @@ def _write_shard(
     rows_done = writer.rows_done if start else 0
     try:
         with torch.inference_mode(), tqdm(total=count * num_views, initial=rows_done, unit="sample",
-                                          disable=not progress, dynamic_ncols=True,
+                                          disable=not progress or not _first_on_node(), dynamic_ncols=True,
                                           desc=f"{teacher.name} {split.dataset}/{split.split} [{shard_dir.name}]"
                                           + (f" x{num_views} views" if num_views > 1 else "")) as bar:
             for k in range(start, total):
@@ -432,6 +446,13 @@ def _write_shard(
     fsync_dir(shard_dir)
 
 
+def _first_on_node() -> bool:
+    """One progress bar per node: the process with ``LOCAL_RANK`` 0 (its bar names its global shard)."""
+    import os
+
+    return os.environ.get("LOCAL_RANK", "0") == "0"
+
+
 def _finalize(
     path: Path, world: int, split: DatasetSplit, plan: dict[str, Any], teacher: Teacher,
     dataset_info: dict[str, Any], teacher_info: dict[str, Any], dtype: str, order_kind: str,
@@ -441,8 +462,15 @@ def _finalize(
     shards, all_ids = [], []
     for r in range(world):
         d = path / SHARDS_DIR / shard_name(r, world)
-        done = json.loads((d / SHARD_DONE).read_text())
-        ids = json.loads((d / IDS).read_text())
+        try:
+            done = json.loads((d / SHARD_DONE).read_text())
+            ids = json.loads((d / IDS).read_text())
+        except FileNotFoundError as exc:
+            raise FeatureStoreError(
+                f"shard {d.name} of {path} is missing its {Path(exc.filename or '').name or 'files'} although its rank "
+                "reported it done: is the store root on a filesystem shared by every node? "
+                "(see docs/data-at-scale.md); re-run the same command"
+            ) from None
         rel = f"{SHARDS_DIR}/{d.name}"
         shards.append({"rank": r, "file": f"{rel}/{ARRAY}", "ids_file": f"{rel}/{IDS}", "count": int(done["count"]),
                        "rows": [len(all_ids), len(all_ids) + len(ids)], "sha256": done["sha256"],
