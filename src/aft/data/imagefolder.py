@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aft.data.ids import IdArray
 from aft.data.lazy import LazyImages
 from aft.data.options import path_label
 from aft.data.split import DatasetSplit
@@ -128,15 +129,19 @@ def load_imagefolder(
                 "rename the folder or add the class"
             )
     index = {n: i for i, n in enumerate(names)}
-    rel: list[str] = []  # the ids are the relative paths "<class>/<file>": one list for both
+    # the ids are the relative paths "<class>/<file>", one bytes array for both (`IdArray`: no
+    # Python str per file, nothing for DataLoader workers to copy on write)
+    parts: list[IdArray] = []
     counts: list[int] = []
-    for c in class_dirs:  # one class's file names at a time: no per-sample tuples at millions of files
+    for c in class_dirs:  # one class's file names at a time: no per-sample objects kept at millions of files
         with os.scandir(c) as entries:
             found = sorted(e.name for e in entries if e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file())
-        rel.extend(f"{c.name}/{f}" for f in found)
+        parts.append(IdArray([f"{c.name}/{f}" for f in found]))
         counts.append(len(found))
         del found
-    if not rel:
+    rel = IdArray.concatenate(parts)
+    del parts
+    if not len(rel):
         raise DataError(f"no images under {split_dir}; expected <class>/<image>{IMAGE_EXTENSIONS[0]} files")
     labels = np.repeat(np.array([index[c.name] for c in class_dirs], dtype=np.int64), counts)
     first_file = split_dir / rel[0]

@@ -34,9 +34,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from aft.data.ids import IdArray, as_ids
 from aft.data.split import DatasetSplit
 from aft.errors import ConfigError, FeatureStoreError, OutputExistsError
-from aft.features._io import atomic_write_bytes, atomic_write_json, fsync_dir, sha256_file
+from aft.features._io import atomic_write_json, fsync_dir, sha256_file
 from aft.features.extract import encode_batch, resolve_views, views_identity
 from aft.features.store import (
     ARRAY,
@@ -50,7 +51,9 @@ from aft.features.store import (
     FeatureStoreWriter,
     _jsonable,
     is_complete,
+    read_ids,
     store_path,
+    write_ids,
 )
 from aft.paths import safe_join
 from aft.teachers.base import Teacher, build_teacher
@@ -436,14 +439,18 @@ def _write_shard(
     # the shard is complete: fsync, ids, then shard.json (its presence = done)
     writer.checkpoint(total, rows_done)
     writer.close()
-    ids_bytes = (json.dumps([split.ids[int(p)] for p in positions]) + "\n").encode()
-    atomic_write_bytes(shard_dir / IDS, ids_bytes)
+    ids_sha = write_ids(shard_dir / IDS, as_ids(split.ids)[positions])
     atomic_write_json(done_file, {
-        "plan": _jsonable(plan), "count": count, "sha256": sha256_file(shard_dir / ARRAY),
-        "ids_sha256": hashlib.sha256(ids_bytes).hexdigest(),
+        "plan": _jsonable(plan), "count": count, "sha256": sha256_file(shard_dir / ARRAY), "ids_sha256": ids_sha,
     })
     (shard_dir / PROGRESS).unlink(missing_ok=True)
     fsync_dir(shard_dir)
+
+
+def _same_id_set(a: IdArray, b: IdArray) -> bool:
+    """Do `a` and `b` hold the same ids (as sets; each is duplicate-free)?"""
+    width = max(a.array.dtype.itemsize, b.array.dtype.itemsize)
+    return bool(np.array_equal(np.sort(a.array.astype(f"S{width}")), np.sort(b.array.astype(f"S{width}"))))
 
 
 def _first_on_node() -> bool:
@@ -459,12 +466,12 @@ def _finalize(
     batch_size: int, partition: str, elapsed: float, aft_version: str, num_views: int = 1,
     aug_info: dict[str, Any] | None = None,
 ) -> None:
-    shards, all_ids = [], []
+    shards, parts, rows = [], [], 0
     for r in range(world):
         d = path / SHARDS_DIR / shard_name(r, world)
         try:
             done = json.loads((d / SHARD_DONE).read_text())
-            ids = json.loads((d / IDS).read_text())
+            ids = read_ids(d / IDS, done.get("ids_sha256"), int(done["count"]))
         except FileNotFoundError as exc:
             raise FeatureStoreError(
                 f"shard {d.name} of {path} is missing its {Path(exc.filename or '').name or 'files'} although its rank "
@@ -473,10 +480,13 @@ def _finalize(
             ) from None
         rel = f"{SHARDS_DIR}/{d.name}"
         shards.append({"rank": r, "file": f"{rel}/{ARRAY}", "ids_file": f"{rel}/{IDS}", "count": int(done["count"]),
-                       "rows": [len(all_ids), len(all_ids) + len(ids)], "sha256": done["sha256"],
+                       "rows": [rows, rows + len(ids)], "sha256": done["sha256"],
                        "ids_sha256": done["ids_sha256"]})
-        all_ids += ids
-    if len(all_ids) != len(split) or set(all_ids) != set(split.ids):
+        parts.append(ids)
+        rows += len(ids)
+    all_ids = IdArray.concatenate(parts)
+    del parts
+    if len(all_ids) != len(split) or not _same_id_set(all_ids, as_ids(split.ids)):
         raise FeatureStoreError(f"the shards of {path} do not cover {split.dataset}/{split.split} exactly; "
                                 "re-run with --overwrite")
     for stale in (path / SHARDS_DIR).iterdir():  # shards of an earlier run with another world size
@@ -484,8 +494,7 @@ def _finalize(
             shutil.rmtree(stale)
     for name in (ARRAY, PROGRESS):  # leftovers of an interrupted single-process run
         (path / name).unlink(missing_ok=True)
-    ids_bytes = (json.dumps(all_ids) + "\n").encode()
-    atomic_write_bytes(path / IDS, ids_bytes)
+    ids_sha = write_ids(path / IDS, all_ids)
     itemsize = np.dtype(dtype).itemsize
     manifest = {
         "teacher": teacher_info, "dataset": dataset_info, "augmentation": aug_info,
@@ -498,7 +507,7 @@ def _finalize(
         "count": len(all_ids), "num_views": num_views, "shape": [len(all_ids), num_views, teacher.dim],
         "array": {"file": None, "sharded": True, "bytes": len(all_ids) * num_views * teacher.dim * itemsize,
                   "sha256": hashlib.sha256("".join(s["sha256"] for s in shards).encode()).hexdigest()},
-        "ids": {"file": IDS, "sha256": hashlib.sha256(ids_bytes).hexdigest(), "count": len(all_ids)},
+        "ids": {"file": IDS, "sha256": ids_sha, "count": len(all_ids)},
         "shards": shards,
     }
     atomic_write_json(path / MANIFEST, manifest)
