@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import operator
 import tracemalloc
 
 import numpy as np
@@ -22,7 +23,7 @@ IDS = ["c1/0001.png", "a", "", "zz" * 20, "b/é.png", "日本", "x y"]
 
 def test_id_array_is_a_sequence_of_the_same_strings():
     a = IdArray(IDS)
-    assert a == IDS and IDS == a and list(a) == IDS and len(a) == len(IDS)
+    assert a == IDS and operator.eq(IDS, a) and list(a) == IDS and len(a) == len(IDS)  # both directions
     assert a[4] == "b/é.png" and a[-1] == "x y"
     assert a[[6, 0]] == ["x y", "c1/0001.png"] and a[1:3] == ["a", ""]
     assert a[np.array([True, False] * 3 + [True])] == [IDS[0], IDS[2], IDS[4], IDS[6]]

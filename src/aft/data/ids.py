@@ -220,36 +220,44 @@ def parse_json_ids(data: bytes) -> IdArray | None:
 
 
 class IdIndex:
-    """Positions of ids in an `IdArray`: a sorted permutation and `numpy.searchsorted` (no dict).
+    """Positions of ids in an `IdArray`: the ids sorted, their rows, and `numpy.searchsorted` (no dict).
 
-    ~4-8 bytes an id (the permutation) on top of the ids themselves, against ~64 for a dict.
+    ~width + 4 bytes an id on top of the ids themselves, against ~64 (plus a str) for a dict; a
+    lookup of 128 ids among 200,000 takes ~20 us (a contiguous sorted copy: binary search on the
+    bytes without an indirection per comparison).
     """
 
     def __init__(self, ids: IdArray) -> None:
         self.ids = ids
         a = ids.array
-        self._order = np.argsort(a, kind="stable").astype(np.int32 if len(a) < 2**31 else np.int64)
+        order = np.argsort(a, kind="stable")
+        self._sorted = a[order]
+        self._order = order.astype(np.int32 if len(a) < 2**31 else np.int64)
+        del order
 
     def duplicate(self) -> str | None:
         """An id present twice, or None."""
-        s = self.ids.array[self._order]
+        s = self._sorted
         dup = np.flatnonzero(s[1:] == s[:-1])
         return None if dup.size == 0 else s[int(dup[0])].decode("utf-8")
 
     def positions(self, query: Sequence[str] | IdArray) -> tuple[np.ndarray, np.ndarray]:
         """``(positions, found)``: each query id's position (valid where `found`)."""
         q = as_ids(query).array
-        a = self.ids.array
-        if len(a) == 0:
+        s = self._sorted
+        if len(s) == 0:
             return np.zeros(len(q), dtype=np.int64), np.zeros(len(q), dtype=bool)
-        if q.dtype.itemsize > a.dtype.itemsize:  # longer than any id here: cannot match (compare as is)
-            at = np.searchsorted(a.astype(q.dtype), q, sorter=self._order)
-        else:
-            at = np.searchsorted(a, q.astype(a.dtype), sorter=self._order)
-        at = np.minimum(at, len(a) - 1)
-        pos = self._order[at].astype(np.int64)
-        found = a[pos] == q
-        return pos, found
+        width = s.dtype.itemsize
+        too_long = None
+        if q.dtype.itemsize > width:  # a query longer than every id here cannot be one of them
+            raw = np.ascontiguousarray(q).view(np.uint8).reshape(len(q), q.dtype.itemsize)
+            too_long = raw[:, width:].any(axis=1)
+        qs = q.astype(s.dtype)  # truncates the too-long ones (excluded below)
+        at = np.minimum(np.searchsorted(s, qs), len(s) - 1)
+        found = s[at] == qs
+        if too_long is not None:
+            found &= ~too_long
+        return self._order[at].astype(np.int64), found
 
 
 __all__ = ["IdArray", "IdIndex", "as_ids", "json_chunks", "parse_json_ids"]

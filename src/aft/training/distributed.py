@@ -179,10 +179,16 @@ def check_same(value: Any, info: DistInfo, what: str, fix: str) -> None:
 
 def ids_digest(ids: Any, labels: Any = None) -> str:
     """A short sha256 of sample ids (and labels): what `check_same` compares across ranks."""
+    from aft.data.ids import CHUNK, IdArray
+
     h = hashlib.sha256()
     h.update(str(len(ids)).encode())
-    for i in ids:
-        h.update(str(i).encode() + b"\0")
+    if isinstance(ids, IdArray):  # the same bytes, without decoding
+        for s in range(0, len(ids), CHUNK):
+            h.update(b"".join(b + b"\0" for b in ids.array[s : s + CHUNK].tolist()))
+    else:
+        for i in ids:
+            h.update(str(i).encode() + b"\0")
     if labels is not None:
         import numpy as np
 
