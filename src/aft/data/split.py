@@ -14,6 +14,7 @@ from typing import Literal
 
 import numpy as np
 
+from aft.data.ids import IdArray, IdIndex
 from aft.data.lazy import LazyInputs
 from aft.errors import DataError
 
@@ -30,7 +31,8 @@ class DatasetSplit:
     Attributes:
         dataset: dataset name (e.g. ``"fashion-mnist"``).
         split: split name (``"train"``, ``"test"``, ``"val"``...).
-        ids: stable, unique sample ids (strings), in order.
+        ids: stable, unique sample ids (strings), in order: a list, or an `aft.data.ids.IdArray`
+            (one bytes array, what the lazy loaders give: no Python object per sample).
         inputs: images as a uint8 array ``(N, H, W)`` (gray) or ``(N, H, W, 3)`` (RGB),
             or texts as a list of ``str``, or a `LazyInputs` that reads them on access
             (``inputs[i]``, ``inputs[idx]``; see `take`).
@@ -41,7 +43,7 @@ class DatasetSplit:
 
     dataset: str
     split: str
-    ids: list[str]
+    ids: list[str] | IdArray
     inputs: np.ndarray | list[str] | LazyInputs
     labels: np.ndarray
     class_names: list[str]
@@ -58,7 +60,10 @@ class DatasetSplit:
                 f"({len(self.labels)}) differ in length; fix the loader or the data file"
             )
         if not self._ids_unique:  # sorted pointers, not a hash set: ~8 bytes a sample at millions of ids
-            dup = next((a for a, b in itertools.pairwise(sorted(self.ids)) if a == b), None)
+            if isinstance(self.ids, IdArray):
+                dup = self.ids.first_duplicate()
+            else:
+                dup = next((a for a, b in itertools.pairwise(sorted(self.ids)) if a == b), None)
             if dup is not None:
                 raise DataError(f"{self.dataset}/{self.split}: duplicate sample id {dup!r}; sample ids must be unique")
         if n and (self.labels.min() < 0 or self.labels.max() >= len(self.class_names)):
@@ -98,7 +103,8 @@ class DatasetSplit:
         """The same split with every input read into memory (itself when already in memory)."""
         if not isinstance(self.inputs, LazyInputs):
             return self
-        return DatasetSplit(self.dataset, self.split, list(self.ids), self.inputs.materialize(), self.labels,
+        ids = self.ids if isinstance(self.ids, IdArray) else list(self.ids)
+        return DatasetSplit(self.dataset, self.split, ids, self.inputs.materialize(), self.labels,
                             list(self.class_names), self.modality)
 
     def subset(self, indices: Sequence[int] | np.ndarray, split: str | None = None) -> DatasetSplit:
@@ -113,7 +119,7 @@ class DatasetSplit:
         return DatasetSplit(
             dataset=self.dataset,
             split=split or self.split,
-            ids=[self.ids[i] for i in idx],
+            ids=self.ids[idx] if isinstance(self.ids, IdArray) else [self.ids[i] for i in idx],
             inputs=inputs,
             labels=self.labels[idx],
             class_names=list(self.class_names),
@@ -123,6 +129,11 @@ class DatasetSplit:
 
     def index_of(self, ids: Sequence[str]) -> np.ndarray:
         """Positions of `ids` in this split; raises `DataError` naming the first unknown id."""
+        if isinstance(self.ids, IdArray):
+            pos, found = IdIndex(self.ids).positions(ids)
+            if not found.all():
+                raise DataError(f"{self.dataset}/{self.split}: unknown sample id {ids[int(np.argmin(found))]!r}")
+            return pos
         lookup = {sid: i for i, sid in enumerate(self.ids)}
         try:
             return np.fromiter((lookup[i] for i in ids), dtype=np.int64, count=len(ids))
@@ -137,8 +148,12 @@ class DatasetSplit:
         h = hashlib.sha256()
         h.update(self.modality.encode())
         h.update("\x1f".join(self.class_names).encode())
-        for s in range(0, len(self.ids), _ID_CHUNK):  # the bytes of "\x1e".join(ids), without one big copy
-            h.update((b"\x1e" if s else b"") + "\x1e".join(self.ids[s : s + _ID_CHUNK]).encode())
+        chunk = 4096 if isinstance(self.ids, IdArray) else _ID_CHUNK
+        for s in range(0, len(self.ids), chunk):  # the bytes of "\x1e".join(ids), without one big copy
+            if isinstance(self.ids, IdArray):  # the same bytes, without decoding
+                h.update((b"\x1e" if s else b"") + self.ids.joined(b"\x1e", s, s + chunk))
+            else:
+                h.update((b"\x1e" if s else b"") + "\x1e".join(self.ids[s : s + chunk]).encode())
         h.update(np.ascontiguousarray(self.labels, dtype=np.int64).tobytes())
         if isinstance(self.inputs, LazyInputs):
             self.inputs.signature(h)

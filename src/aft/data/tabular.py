@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from aft.data.ids import IdArray
 from aft.data.lazy import LazyTexts
 from aft.data.options import path_label
 from aft.data.split import DatasetSplit
@@ -303,9 +304,10 @@ def load_table(
     texts: list[str] = []
     offsets = array("q")  # 8 bytes a row (a list of ints costs ~36)
     lengths = array("q")
-    ids: list[str] = []
+    ids: list[str] = []  # the current chunk; encoded into `id_parts` every CHUNK rows (no str kept per row)
+    id_parts: list[IdArray] = []
+    labels_seen: dict[int | str, int | str] = {}
     where = array("q")
-    seen: set[str] = set()
     values: list[int | str] = []
     for i, (lineno, offset, row) in enumerate(records):
         if ext == "jsonl":
@@ -324,21 +326,24 @@ def load_table(
                 raise DataError(f"{file}: line {lineno}: the id in column {id_column!r} is empty; every row needs an id")
         else:
             sid = f"{split}-{i:06d}"
-        if sid in seen:
-            first = where[ids.index(sid)]
-            raise DataError(
-                f"{file}: line {lineno}: duplicate id {sid!r} (first at line {first}); ids must be unique"
-            )
-        seen.add(sid)
         if not lazy:
             texts.append(text)
         offsets.append(offset)
         lengths.append(len(text))
         ids.append(sid)
+        if len(ids) == ID_CHUNK:
+            id_parts.append(IdArray(ids))
+            ids = []
         where.append(lineno)
-        values.append(_label_value(file, lineno, row.get(label_column)))
-    del seen
-    if not ids:
+        value = _label_value(file, lineno, row.get(label_column))
+        values.append(labels_seen.setdefault(value, value))  # one object per distinct label, not per row
+    del labels_seen
+    id_parts.append(IdArray(ids))
+    all_ids = IdArray.concatenate(id_parts)
+    del ids, id_parts
+    if id_column is not None:
+        _check_unique_ids(file, all_ids, where)
+    if not len(all_ids):
         raise DataError(f"data file {file} has no samples; add at least one row")
     if class_names is not None:
         names = [str(n) for n in class_names]
@@ -362,11 +367,32 @@ def load_table(
     return DatasetSplit(
         dataset=name or path_label(path),
         split=split,
-        ids=ids,
+        ids=all_ids,
         inputs=inputs,
         labels=labels,
         class_names=names,
         modality="text",
+        _ids_unique=True,  # generated, or checked above
+    )
+
+
+#: ids encoded per chunk while a data file is indexed
+ID_CHUNK = 8192
+
+
+def _check_unique_ids(file: Path, ids: IdArray, where: Any) -> None:
+    """Raise `DataError` naming the line of a repeated id and of its first occurrence (a sort, no set)."""
+    a = ids.array
+    order = np.argsort(a, kind="stable")
+    s = a[order]
+    dup = np.flatnonzero(s[1:] == s[:-1])
+    if dup.size == 0:
+        return
+    # the repeat that comes first in the file, and the first line holding its id
+    again = int(order[dup + 1].min())
+    first = int(np.flatnonzero(a == a[again])[0])
+    raise DataError(
+        f"{file}: line {where[again]}: duplicate id {ids[again]!r} (first at line {where[first]}); ids must be unique"
     )
 
 

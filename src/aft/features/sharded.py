@@ -34,9 +34,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from aft.data.ids import IdArray, as_ids
 from aft.data.split import DatasetSplit
 from aft.errors import ConfigError, FeatureStoreError, OutputExistsError
-from aft.features._io import atomic_write_bytes, atomic_write_json, fsync_dir, sha256_file
+from aft.features._io import atomic_write_json, fsync_dir, sha256_file
 from aft.features.extract import encode_batch, resolve_views, views_identity
 from aft.features.store import (
     ARRAY,
@@ -50,7 +51,9 @@ from aft.features.store import (
     FeatureStoreWriter,
     _jsonable,
     is_complete,
+    read_ids,
     store_path,
+    write_ids,
 )
 from aft.paths import safe_join
 from aft.teachers.base import Teacher, build_teacher
@@ -177,9 +180,12 @@ class _Comm:
     def __init__(self) -> None:
         import torch.distributed as dist
 
+        from aft.training.distributed import current_info
+
         self.dist = dist if dist.is_available() and dist.is_initialized() else None
-        self.rank = self.dist.get_rank() if self.dist else 0
-        self.world_size = self.dist.get_world_size() if self.dist else 1
+        self.info = current_info()
+        self.rank = self.info.rank  # GLOBAL rank (names the shard); local_rank only picks the GPU
+        self.world_size = self.info.world_size
 
     def all_ok(self, ok: bool) -> int:
         """Number of ranks that passed ``ok=True`` (a barrier that also carries failures)."""
@@ -251,6 +257,10 @@ def extract_distributed(
     if isinstance(teachers, str | Teacher):
         teachers = [teachers]
     comm = _Comm()
+    if comm.dist is not None:  # rank 0 finalizes from every rank's shard: the store root must be shared
+        from aft.training.distributed import check_shared_folder
+
+        check_shared_folder(store_root, comm.info, "feature store root")
     paths = []
     for spec in teachers:
         teacher = build_teacher(spec, device=device) if isinstance(spec, str) else spec
@@ -291,6 +301,13 @@ def _extract_sharded(
     dataset_info = {"name": split.dataset, "split": split.split, "fingerprint": fingerprint, "modality": split.modality}
     order_kind = "length-sorted" if split.modality == "text" and not isinstance(split.inputs, np.ndarray) else "stored"
     rank, world = comm.rank, comm.world_size
+    if comm.dist is not None:  # e.g. nodes holding copies of the data with other modification times
+        from aft.training.distributed import check_same
+
+        check_same((fingerprint, len(split), teacher_info, dtype, num_views), comm.info,
+                   f"dataset split ({split.dataset}/{split.split}) or teacher ({teacher.name})",
+                   "every node must read the same files (same paths, sizes and modification times: copy them with "
+                   "`rsync -a` or `cp -p`, or use a shared filesystem) with the same aft and teacher versions")
 
     # --- what to do with an existing store: decided by rank 0, the same on every rank ----------
     action = "write"
@@ -399,7 +416,7 @@ def _write_shard(
     rows_done = writer.rows_done if start else 0
     try:
         with torch.inference_mode(), tqdm(total=count * num_views, initial=rows_done, unit="sample",
-                                          disable=not progress, dynamic_ncols=True,
+                                          disable=not progress or not _first_on_node(), dynamic_ncols=True,
                                           desc=f"{teacher.name} {split.dataset}/{split.split} [{shard_dir.name}]"
                                           + (f" x{num_views} views" if num_views > 1 else "")) as bar:
             for k in range(start, total):
@@ -422,14 +439,25 @@ def _write_shard(
     # the shard is complete: fsync, ids, then shard.json (its presence = done)
     writer.checkpoint(total, rows_done)
     writer.close()
-    ids_bytes = (json.dumps([split.ids[int(p)] for p in positions]) + "\n").encode()
-    atomic_write_bytes(shard_dir / IDS, ids_bytes)
+    ids_sha = write_ids(shard_dir / IDS, as_ids(split.ids)[positions])
     atomic_write_json(done_file, {
-        "plan": _jsonable(plan), "count": count, "sha256": sha256_file(shard_dir / ARRAY),
-        "ids_sha256": hashlib.sha256(ids_bytes).hexdigest(),
+        "plan": _jsonable(plan), "count": count, "sha256": sha256_file(shard_dir / ARRAY), "ids_sha256": ids_sha,
     })
     (shard_dir / PROGRESS).unlink(missing_ok=True)
     fsync_dir(shard_dir)
+
+
+def _same_id_set(a: IdArray, b: IdArray) -> bool:
+    """Do `a` and `b` hold the same ids (as sets; each is duplicate-free)?"""
+    width = max(a.array.dtype.itemsize, b.array.dtype.itemsize)
+    return bool(np.array_equal(np.sort(a.array.astype(f"S{width}")), np.sort(b.array.astype(f"S{width}"))))
+
+
+def _first_on_node() -> bool:
+    """One progress bar per node: the process with ``LOCAL_RANK`` 0 (its bar names its global shard)."""
+    import os
+
+    return os.environ.get("LOCAL_RANK", "0") == "0"
 
 
 def _finalize(
@@ -438,17 +466,27 @@ def _finalize(
     batch_size: int, partition: str, elapsed: float, aft_version: str, num_views: int = 1,
     aug_info: dict[str, Any] | None = None,
 ) -> None:
-    shards, all_ids = [], []
+    shards, parts, rows = [], [], 0
     for r in range(world):
         d = path / SHARDS_DIR / shard_name(r, world)
-        done = json.loads((d / SHARD_DONE).read_text())
-        ids = json.loads((d / IDS).read_text())
+        try:
+            done = json.loads((d / SHARD_DONE).read_text())
+            ids = read_ids(d / IDS, done.get("ids_sha256"), int(done["count"]))
+        except FileNotFoundError as exc:
+            raise FeatureStoreError(
+                f"shard {d.name} of {path} is missing its {Path(exc.filename or '').name or 'files'} although its rank "
+                "reported it done: is the store root on a filesystem shared by every node? "
+                "(see docs/data-at-scale.md); re-run the same command"
+            ) from None
         rel = f"{SHARDS_DIR}/{d.name}"
         shards.append({"rank": r, "file": f"{rel}/{ARRAY}", "ids_file": f"{rel}/{IDS}", "count": int(done["count"]),
-                       "rows": [len(all_ids), len(all_ids) + len(ids)], "sha256": done["sha256"],
+                       "rows": [rows, rows + len(ids)], "sha256": done["sha256"],
                        "ids_sha256": done["ids_sha256"]})
-        all_ids += ids
-    if len(all_ids) != len(split) or set(all_ids) != set(split.ids):
+        parts.append(ids)
+        rows += len(ids)
+    all_ids = IdArray.concatenate(parts)
+    del parts
+    if len(all_ids) != len(split) or not _same_id_set(all_ids, as_ids(split.ids)):
         raise FeatureStoreError(f"the shards of {path} do not cover {split.dataset}/{split.split} exactly; "
                                 "re-run with --overwrite")
     for stale in (path / SHARDS_DIR).iterdir():  # shards of an earlier run with another world size
@@ -456,8 +494,7 @@ def _finalize(
             shutil.rmtree(stale)
     for name in (ARRAY, PROGRESS):  # leftovers of an interrupted single-process run
         (path / name).unlink(missing_ok=True)
-    ids_bytes = (json.dumps(all_ids) + "\n").encode()
-    atomic_write_bytes(path / IDS, ids_bytes)
+    ids_sha = write_ids(path / IDS, all_ids)
     itemsize = np.dtype(dtype).itemsize
     manifest = {
         "teacher": teacher_info, "dataset": dataset_info, "augmentation": aug_info,
@@ -470,7 +507,7 @@ def _finalize(
         "count": len(all_ids), "num_views": num_views, "shape": [len(all_ids), num_views, teacher.dim],
         "array": {"file": None, "sharded": True, "bytes": len(all_ids) * num_views * teacher.dim * itemsize,
                   "sha256": hashlib.sha256("".join(s["sha256"] for s in shards).encode()).hexdigest()},
-        "ids": {"file": IDS, "sha256": hashlib.sha256(ids_bytes).hexdigest(), "count": len(all_ids)},
+        "ids": {"file": IDS, "sha256": ids_sha, "count": len(all_ids)},
         "shards": shards,
     }
     atomic_write_json(path / MANIFEST, manifest)

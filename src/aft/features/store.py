@@ -22,15 +22,17 @@ import json
 import logging
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from aft.atomic_io import atomic_write_with
+from aft.data.ids import IdArray, IdIndex, json_chunks, parse_json_ids
 from aft.errors import FeatureStoreError, FingerprintMismatchError, NonFiniteError
-from aft.features._io import atomic_write_bytes, atomic_write_json, fsync_dir, sha256_file
+from aft.features._io import atomic_write_json, fsync_dir, sha256_file
 from aft.features.source import TeacherFeatureSource
 from aft.paths import disk_full_as_error, safe_join
 
@@ -96,6 +98,57 @@ def _read_json(path: Path, what: str) -> Any:
         raise FeatureStoreError(f"{what} {path} is unreadable ({exc}); delete the store and re-run `aft extract`") from None
 
 
+def read_ids(file: Path, sha256: str | None, count: int) -> IdArray:
+    """The ids of an ``ids.json`` as an `IdArray` (read once: checked against `sha256` and `count`).
+
+    The JSON list is parsed straight into one bytes array (`aft.data.ids.parse_json_ids`); files
+    with escapes (non-ASCII ids) go through `json.loads`. The format on disk is unchanged.
+    """
+    try:
+        data = file.read_bytes()
+    except FileNotFoundError:
+        raise FeatureStoreError(f"ids file {file} is missing; re-run `aft extract`") from None
+    except OSError as exc:
+        raise FeatureStoreError(f"ids file {file} is unreadable ({exc}); delete the store and re-run `aft extract`") from None
+    ids = parse_json_ids(data)
+    if ids is None:
+        try:
+            parsed = json.loads(data)
+        except ValueError as exc:
+            raise FeatureStoreError(f"ids file {file} is unreadable ({exc}); delete the store and re-run "
+                                    "`aft extract`") from None
+        if not isinstance(parsed, list) or not all(isinstance(i, str) for i in parsed):
+            n = len(parsed) if isinstance(parsed, list) else "?"
+            raise FeatureStoreError(f"{file} holds {n} ids, manifest says {count}; re-run `aft extract`")
+        ids = IdArray(parsed)
+        del parsed
+    if len(ids) != count:
+        raise FeatureStoreError(f"{file} holds {len(ids)} ids, manifest says {count}; re-run `aft extract`")
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise FeatureStoreError(f"{file} fails its sha256 check; the file is corrupt: re-run `aft extract --overwrite`")
+    return ids
+
+
+def write_ids(file: Path, ids: Sequence[str]) -> str:
+    """Atomically write ``ids.json`` (``json.dumps(list(ids)) + "\\n"``, streamed: no copy of the
+    whole JSON in memory); returns its sha256."""
+    h = hashlib.sha256()
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            for chunk in _with_newline(json_chunks(ids)):
+                h.update(chunk)
+                fh.write(chunk)
+
+    atomic_write_with(file, write)
+    return h.hexdigest()
+
+
+def _with_newline(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    yield from chunks
+    yield b"\n"
+
+
 def teacher_blocks(teacher: str, preprocess: Any, dim: int) -> dict[str, tuple[int, int]]:
     """``{teacher: (0, dim)}``, or one ``"<teacher>[layer=i]"`` block per layer of a multi-layer teacher."""
     blocks = preprocess.get("blocks") if isinstance(preprocess, dict) else None
@@ -115,22 +168,24 @@ class FeatureStore:
     Attributes:
         path: the store directory.
         manifest: the parsed ``manifest.json``.
-        ids: sample ids in row order.
+        ids: sample ids in row order (an `aft.data.ids.IdArray`: a read-only sequence of str).
         dim, num_views, count, dtype: array geometry.
         teacher: the teacher name the store was extracted with.
         column_ranges: ``{teacher: (0, dim)}``.
     """
 
-    def __init__(self, path: Path, manifest: dict[str, Any], ids: list[str], array: np.ndarray) -> None:
+    def __init__(self, path: Path, manifest: dict[str, Any], ids: Sequence[str], array: np.ndarray,
+                 index: IdIndex | None = None) -> None:
         self.path = path
         self.manifest = manifest
-        self.ids = ids
+        self.ids = ids if isinstance(ids, IdArray) else IdArray(ids)
         self._array = array
         self.count, self.num_views, self.dim = (int(s) for s in array.shape)
         self.dtype = str(manifest["dtype"])
         self.teacher = str(manifest["teacher"]["name"])
         self.column_ranges = teacher_blocks(self.teacher, manifest["teacher"].get("preprocess"), self.dim)
-        self._index = {sid: i for i, sid in enumerate(ids)}
+        # sorted permutation + searchsorted: ~4 bytes an id, not a dict's ~64 plus a str per id
+        self._index = index if index is not None else IdIndex(self.ids)
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -162,17 +217,14 @@ class FeatureStore:
         _check_manifest_fields(path / MANIFEST, manifest)
         count, views, dim = int(manifest["count"]), int(manifest["num_views"]), int(manifest["dim"])
         ids_file = safe_join(path, manifest["ids"]["file"])  # a manifest never points outside its store
-        ids = _read_json(ids_file, "ids file")
-        if not isinstance(ids, list) or len(ids) != count:
-            raise FeatureStoreError(f"{ids_file} holds {len(ids) if isinstance(ids, list) else '?'} ids, manifest says {count}; re-run `aft extract`")
-        if manifest["ids"].get("sha256") not in (None, sha256_file(ids_file)):
-            raise FeatureStoreError(f"{ids_file} fails its sha256 check; the file is corrupt: re-run `aft extract --overwrite`")
-        if len(set(ids)) != count:
+        ids = read_ids(ids_file, manifest["ids"].get("sha256"), count)
+        index = IdIndex(ids)
+        if index.duplicate() is not None:
             raise FeatureStoreError(f"{ids_file} lists a sample id twice; the store is corrupt: re-run `aft extract --overwrite`")
         if manifest.get("shards"):  # written by distributed extraction: one array file per rank
             from aft.features.sharded import open_shards
 
-            store = cls(path, manifest, ids, open_shards(path, manifest, count, views, dim, dtype))  # type: ignore[arg-type]
+            store = cls(path, manifest, ids, open_shards(path, manifest, count, views, dim, dtype), index)  # type: ignore[arg-type]
             if count * views * dim * np.dtype(dtype).itemsize <= VERIFY_ON_OPEN_BYTES:
                 store.verify_checksum()
             if check_finite:
@@ -193,7 +245,7 @@ class FeatureStore:
             array = np.zeros((0, views, dim), dtype=dtype)
         else:
             array = np.memmap(array_file, dtype=dtype, mode="r", shape=(count, views, dim))
-        store = cls(path, manifest, ids, array)
+        store = cls(path, manifest, ids, array, index)
         if check_finite:
             store.check_finite(sample=64)
         return store
@@ -206,14 +258,14 @@ class FeatureStore:
 
     def index_of(self, ids: Sequence[str]) -> np.ndarray:
         """Row positions of `ids`; raises `FeatureStoreError` naming the first unknown id."""
-        try:
-            return np.fromiter((self._index[i] for i in ids), dtype=np.int64, count=len(ids))
-        except KeyError as exc:
+        rows, found = self._index.positions(ids)
+        if not found.all():
             ds = self.manifest["dataset"]
             raise FeatureStoreError(
-                f"no {self.teacher} features for sample id {exc.args[0]!r} in {self.path} "
+                f"no {self.teacher} features for sample id {ids[int(np.argmin(found))]!r} in {self.path} "
                 f"(extracted for {ds.get('name')}/{ds.get('split')}); extract features for the split you train on"
-            ) from None
+            )
+        return rows
 
     def get(self, ids: Sequence[str], views: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
         """float32 ``(len(ids), dim)``: each id's features; `views` picks the view per sample (default 0)."""
@@ -676,8 +728,7 @@ class FeatureStoreWriter:
         """Hash the array, write ``ids.json`` and (last) ``manifest.json``; the store is then complete."""
         os.fsync(self._fd)
         self.close()
-        ids_bytes = (json.dumps(list(ids)) + "\n").encode()
-        atomic_write_bytes(self.path / IDS, ids_bytes)
+        ids_sha = write_ids(self.path / IDS, ids)
         full = {
             **manifest,
             "format": FORMAT,
@@ -688,7 +739,7 @@ class FeatureStoreWriter:
             "num_views": self.num_views,
             "shape": [self.count, self.num_views, self.dim],
             "array": {"file": ARRAY, "sha256": sha256_file(self.path / ARRAY), "bytes": self.count * self.row_bytes},
-            "ids": {"file": IDS, "sha256": hashlib.sha256(ids_bytes).hexdigest(), "count": len(ids)},
+            "ids": {"file": IDS, "sha256": ids_sha, "count": len(ids)},
         }
         atomic_write_json(self.path / MANIFEST, full)
         (self.path / PROGRESS).unlink(missing_ok=True)

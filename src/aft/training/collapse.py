@@ -82,10 +82,11 @@ def check_collapse(student: nn.Module, x: torch.Tensor, y: torch.Tensor, chance_
     """
     was = student.training
     student.eval()
-    x, y = x[:max_inputs], y[:max_inputs]
+    n = min(len(x), max_inputs)
+    y = y[:n]  # x is read per batch: lazy inputs are never all read (and preprocessed) at once
     preds, feats = [], []
-    for s in range(0, len(x), batch_size):
-        logits, phi = student(x[s : s + batch_size].to(device))
+    for s in range(0, n, batch_size):
+        logits, phi = student(x[s : min(s + batch_size, n)].to(device))
         preds.append(logits.float().argmax(1).cpu())
         feats.append(phi.float().cpu())
     student.train(was)

@@ -267,6 +267,12 @@ def _train(
     else:
         teacher_dim, column_ranges = 0, {}
 
+    if info.enabled:  # ranks read the global batch by id; only rank 0 writes the run folder (multi-node too)
+        D.check_same(D.ids_digest(tr.ids, tr.labels), info, "training split",
+                     "every node must load the same dataset files and settings (see docs/data-at-scale.md)")
+        if cfg.output is not None:
+            D.check_shared_folder(cfg.output, info, "run folder")
+
     # --- output folder (names are checked first: --overwrite must not clear a run for a typo) ----
     if student_module is None and cfg.student != "module":
         from aft.students.base import STUDENTS, resolve_name
@@ -521,8 +527,10 @@ def _train(
         done = step + 1
         record: dict[str, Any] = {}
         if log_now:
-            record = {"step": done, "epoch": epoch, "loss": float(loss.detach()), "task_loss": float(task.detach()),
-                      "reg_loss": float(reg_loss.detach()), "lr": optimizer.param_groups[0]["lr"], "beta": beta_t}
+            # the losses of the GLOBAL batch (the mean over equal rank shards; reg_loss already is global)
+            loss_v, task_v = D.all_reduce_sum([float(loss.detach()), float(task.detach())], info, device)
+            record = {"step": done, "epoch": epoch, "loss": loss_v / info.world_size,
+                      "task_loss": task_v / info.world_size, "reg_loss": float(reg_loss.detach()), "lr": optimizer.param_groups[0]["lr"], "beta": beta_t}
             record.update({f"reg/{k}": v for k, v in reg_metrics.items()})
             if len(optimizer.param_groups) > 1:
                 record["lr_reg"] = optimizer.param_groups[1]["lr"]
