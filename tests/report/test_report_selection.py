@@ -81,3 +81,18 @@ def test_no_regret_table_without_regret_records(tmp_path):
     recs = [r for r in _records() if r.phase != "regret"]
     build_report(recs, tmp_path / "rep", markdown_path=tmp_path / "RESULTS.md")
     assert "Selection regret" not in (tmp_path / "RESULTS.md").read_text()
+
+
+def test_one_se_rule_picks_the_largest_beta_within_one_se_of_the_best():
+    from aft.experiments.selection import BetaScore, Choice
+    from aft.report.selection import one_se_beta
+
+    scores = [BetaScore(0.1, 0.85, 0.035, 300), BetaScore(1.0, 0.85, 0.027, 300), BetaScore(10.0, 0.84, 0.037, 300)]
+    # best mean 0.85 (the first maximum, SE 0.035): 0.84 >= 0.815, so the strongest prior wins
+    assert one_se_beta(Choice("cv", 0.1, 300, 0.85, 0.035, scores)) == 10.0
+    far = [BetaScore(0.1, 0.534, 0.027, 300), BetaScore(1.0, 0.54, 0.018, 300), BetaScore(10.0, 0.416, 0.018, 300)]
+    assert one_se_beta(Choice("cv", 1.0, 300, 0.54, 0.018, far)) == 1.0
+    assert one_se_beta(None) is None
+    row = regret_table(RecordIndex.build(_records())).rows[0]
+    # the fixture's folds: 10 is best and nothing else is within one SE, so the rule agrees with CV
+    assert row[12] == "10" and row[13] == row[9]

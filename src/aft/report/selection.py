@@ -107,6 +107,19 @@ def selection_table(index: RecordIndex) -> Table:
     return t
 
 
+def _beta(choice: Choice | None) -> float | None:
+    return None if choice is None else choice.beta
+
+
+def one_se_beta(choice: Choice | None) -> float | None:
+    """The largest beta whose CV score is within one SE of the best score (analysis only)."""
+    if choice is None or choice.mode != "cv" or not choice.scores:
+        return None
+    best = max(choice.scores, key=lambda sc: sc.mean)
+    bar = best.mean - (best.se if math.isfinite(best.se) else 0.0)
+    return max(sc.beta for sc in choice.scores if sc.mean >= bar)
+
+
 def regret_table(index: RecordIndex) -> Table:
     """Selection regret of CV and holdout: test accuracy of the chosen β minus the best β's in hindsight."""
     t = Table(
@@ -114,9 +127,11 @@ def regret_table(index: RecordIndex) -> Table:
         "Selection regret: CV vs holdout",
         "Analysis only (suite key regret_analysis: true): every β of the grid is trained as the finals are "
         "and evaluated on test; regret = test accuracy of the selector's β − test accuracy of the best β in "
-        "hindsight (points, mean over seeds; 0 is perfect). Never used to choose.",
+        "hindsight (points, mean over seeds; 0 is perfect). Never used to choose. The last two columns are "
+        "an alternative CV rule, not the one aft uses: the largest β whose fold mean is within one SE of the "
+        "best β's (the one-standard-error rule with the strongest prior as the simplest model).",
         ["Suite", "Dataset", "Student", "Train size", "Method", "Teacher set", "Best β (test)", "Best test %",
-         "CV β", "CV regret", "Holdout β", "Holdout regret"],
+         "CV β", "CV regret", "Holdout β", "Holdout regret", "1-SE β", "1-SE regret"],
     )
     per: dict[Key, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in index.regret:
@@ -129,11 +144,11 @@ def regret_table(index: RecordIndex) -> Table:
         best = max(acc, key=lambda b: (acc[b].mean, -b))
 
         cells = []
-        for c in (cv.get(key), ho.get(key)):
-            if c is None or c.beta not in acc:
+        for b in (_beta(cv.get(key)), _beta(ho.get(key)), one_se_beta(cv.get(key))):
+            if b is None or b not in acc:
                 cells += [DASH, DASH]
             else:
-                cells += [f"{c.beta:g}", fmt_pts(acc[c.beta].mean - acc[best].mean)]
+                cells += [f"{b:g}", fmt_pts(acc[b].mean - acc[best].mean)]
         t.rows.append([s.group.suite, *_group_cells(s.group), method, s.teachers_label(), f"{best:g}",
                        fmt_acc(acc[best]), *cells])
     t.n_records = len(index.regret)
