@@ -25,8 +25,9 @@ def beta_auto_table(index: RecordIndex) -> Table:
     t = Table(
         "beta-auto",
         "β auto (no grid) vs β chosen by cross-validation",
-        "Analysis only (suite key beta_auto): the method trained with --beta auto (β = median ratio of the task's "
-        "and the regularizer's gradient norms when the warm-up starts) on all labels with the suite's budget, "
+        "Analysis only (`aft compare --analysis beta-auto`, suite key beta_auto): the method trained with --beta "
+        "auto (β = 3 × the median ratio of the task's and the regularizer's gradient norms when the warm-up "
+        "starts) on all labels with the suite's budget, "
         "beside its CV-chosen finals, same seeds. Δ = auto − CV (points, paired over seeds); compute = wall "
         "time of the auto runs / wall time of CV's fold runs and finals.",
         ["Suite", "Dataset", "Student", "Train size", "Method", "Teacher set", "β auto (median)", "Auto test %",

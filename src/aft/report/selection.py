@@ -125,7 +125,7 @@ def regret_table(index: RecordIndex) -> Table:
     t = Table(
         "regret",
         "Selection regret: CV vs holdout",
-        "Analysis only (suite key regret_analysis: true): every β of the grid is trained as the finals are "
+        "Analysis only (`aft compare --analysis regret`, suite key regret_analysis): every β of the grid is trained as the finals are "
         "and evaluated on test; regret = test accuracy of the selector's β − test accuracy of the best β in "
         "hindsight (points, mean over seeds; 0 is perfect). Never used to choose. The last two columns are "
         "an alternative CV rule, not the one aft uses: the largest β whose fold mean is within one SE of the "
