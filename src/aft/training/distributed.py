@@ -22,6 +22,8 @@ at the same path (the usual HPC case); `check_shared_folder` verifies it with on
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import datetime
 import hashlib
 import os
@@ -63,6 +65,13 @@ class DistInfo:
         return self.rank == 0
 
 
+def _destroy_at_exit() -> None:
+    """Destroy the process group `init_from_env` made, if nothing else did (registered with atexit)."""
+    if dist.is_available() and dist.is_initialized():
+        with contextlib.suppress(Exception):  # best effort at exit: a peer may already be gone
+            dist.destroy_process_group()
+
+
 def init_from_env(device_type: str) -> DistInfo:
     """Join the process group described by torchrun's environment (``WORLD_SIZE`` > 1), if any.
 
@@ -76,6 +85,9 @@ def init_from_env(device_type: str) -> DistInfo:
     if not dist.is_initialized():
         backend = "nccl" if device_type == "cuda" else "gloo"
         dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=timeout_minutes()))
+        # a process that exits with its gloo group alive can abort at interpreter shutdown ("terminate
+        # called without an active exception", pytorch/pytorch#190489): destroy it while Python is intact
+        atexit.register(_destroy_at_exit)
     world = dist.get_world_size()
     return DistInfo(rank=dist.get_rank(), world_size=world, local_rank=int(os.environ.get("LOCAL_RANK", "0")),
                     local_world_size=int(os.environ.get("LOCAL_WORLD_SIZE", str(world))))
