@@ -36,7 +36,7 @@ def _suite(**kw) -> SuiteConfig:
 
 class FakeExecutor:
     """Validation accuracy peaks at beta = 1 for aft and 10 for kd (and at step 100 of 150, with a
-    little fold-to-fold noise); test depends on seed and beta."""
+    little fold-to-fold noise; the validation loss mirrors it); test depends on seed and beta."""
 
     def __init__(self, best: dict[str, float] | None = None) -> None:
         self.calls: list[RunJob] = []
@@ -49,6 +49,8 @@ class FakeExecutor:
         if job.fold is not None:
             val += 0.001 * ((job.fold * 7) % 3 - 1)
         curve = [{"step": float(s), "val_acc": val - 0.002 * abs(s - 100) / 50, "loss": 1.0} for s in (50, 100, 150)]
+        for p in curve:  # the validation loss falls as the accuracy rises: both scores choose alike
+            p["val_loss"] = 1.5 - p["val_acc"]
         test = None if job.phase in ("select", "cv") else 0.8 + 0.001 * job.seed - 0.001 * abs(math.log10(
             max(job.beta, 1e-3)))
         return RunRecord(

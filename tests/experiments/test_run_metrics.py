@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -70,6 +72,11 @@ def test_final_record_carries_confusion_curves_and_rho(tmp_path, monkeypatch) ->
     sel = ex(RunJob("rm", "digits", "cnn-small", ("rm-t",), "aft", 1.0, 60, 0, "select"))
     assert "confusion" not in sel.extra  # select runs never touch test
     assert sel.curve and all("val_acc" in p for p in sel.curve)  # selection runs: evaluation points only
+    fold = ex(RunJob("rm", "digits", "cnn-small", ("rm-t",), "aft", 1.0, 60, 0, "cv", fold=1))
+    assert fold.extra["cv_score"] == "loss" and fold.curve
+    # the fold's validation cross-entropy is kept at every evaluation point: above 0, below chance's
+    # log(10) by the end of 30 steps only if the student learned; at least finite and positive
+    assert all(p["val_loss"] > 0 and math.isfinite(p["val_loss"]) for p in fold.curve)
 
 
 def test_train_by_size_gives_one_size_its_own_budget(tmp_path) -> None:

@@ -57,9 +57,41 @@ def test_too_few_labels_for_the_folds_is_one_line():
         stratified_folds([0, 1, 0], 1, 0)
 
 
-def _cv(beta, fold, curve):
-    return RunRecord("s", "d", "st", ["t"], "aft", beta, 50, 0, "cv", max(curve.values()),
-                     curve=[{"step": float(k), "val_acc": v} for k, v in curve.items()], fold=fold)
+def _cv(beta, fold, curve, losses=None, score=None):
+    points = [{"step": float(k), "val_acc": v} for k, v in curve.items()]
+    for p in points:
+        if losses is not None:
+            p["val_loss"] = losses[int(p["step"])]
+    return RunRecord("s", "d", "st", ["t"], "aft", beta, 50, 0, "cv", max(curve.values()), curve=points, fold=fold,
+                     extra={} if score is None else {"cv_score": score})
+
+
+def test_cv_by_loss_compares_the_betas_by_mean_fold_cross_entropy_at_their_stopping_steps():
+    # accuracies tie (0.85 at the last step for both betas); beta 10's folds are less wrong in loss
+    acc = {50: 0.80, 100: 0.85}
+    loss = {0.1: [{50: 0.90, 100: 0.84}, {50: 0.88, 100: 0.80}], 10.0: [{50: 0.80, 100: 0.62}, {50: 0.70, 100: 0.66}]}
+    recs = [_cv(b, f, acc, loss[b][f], score="loss") for b in (0.1, 10.0) for f in range(2)]
+    by_loss = choose_cv(recs, folds=2)  # the score the records were made for
+    assert by_loss.score == "loss" and by_loss.beta == 10.0 and by_loss.step == 100
+    sc = {s.beta: s for s in by_loss.scores}
+    assert sc[10.0].loss == pytest.approx((0.62 + 0.66) / 2) and sc[0.1].loss == pytest.approx((0.84 + 0.80) / 2)
+    by_acc = choose_cv(recs, folds=2, score="accuracy")
+    assert by_acc.score == "accuracy" and by_acc.beta == 0.1  # the tie goes to the smaller beta
+    assert "val loss 0.640" in by_loss.summary()
+    # the loss is read at each beta's stopping step, not at its own minimum: beta 0.1's loss is lowest
+    # at step 50, but its accuracy stops it at 100, where beta 10 is better
+    loss[0.1] = [{50: 0.30, 100: 0.84}, {50: 0.30, 100: 0.80}]
+    recs = [_cv(b, f, acc, loss[b][f], score="loss") for b in (0.1, 10.0) for f in range(2)]
+    assert choose_cv(recs, folds=2).beta == 10.0
+
+
+def test_cv_by_loss_refuses_records_without_it_and_old_records_score_by_accuracy():
+    old = [_cv(b, f, {5: v}) for b, v in ((0.1, 0.6), (1.0, 0.5)) for f in range(2)]
+    assert choose_cv(old).score == "accuracy" and choose_cv(old).beta == 0.1
+    with pytest.raises(DataError, match="no validation loss in their curves.*cv_score: accuracy"):
+        choose_cv(old, score="loss")
+    with pytest.raises(ConfigError, match="unknown cv score 'auc'; choose one of loss, accuracy"):
+        choose_cv(old, score="auc")
 
 
 def test_choose_cv_uses_the_mean_over_folds_at_each_step():
@@ -142,6 +174,31 @@ def test_cv_grid_protocol(tmp_path):
     # resume: nothing reruns
     again = FakeExecutor()
     assert run_grid(suite, tmp_path / "r.jsonl", again, progress=False).ran == 0 and again.calls == []
+
+
+def test_scoring_by_loss_reruns_the_fold_runs_only(tmp_path):
+    p = tmp_path / "r.jsonl"
+    base = dict(selection="cv", folds=2, teacher_sets=[["t1"]], ablation_methods=[], train_sizes=[100], seeds=[0])
+    first = FakeExecutor()
+    run_grid(_suite(cv_score="accuracy", **base), p, first, progress=False)
+    again = FakeExecutor()
+    out = run_grid(_suite(**base), p, again, progress=False)  # the default: loss
+    # the fake's loss mirrors its accuracy, so the choices agree: only the fold runs are new
+    assert again.calls and {j.phase for j in again.calls} == {"cv"}
+    assert out.ran == len([j for j in first.calls if j.phase == "cv"])
+    recs = read_records(p)
+    cv_cfgs = {r.config for r in recs if r.phase == "cv"}
+    final_cfgs = {r.config for r in recs if r.phase == "final"}
+    assert len(cv_cfgs) == 2 and len(final_cfgs) == 1 and final_cfgs < cv_cfgs
+    from aft.report.aggregate import drop_superseded
+
+    kept, notes = drop_superseded(recs)  # the accuracy-era fold records are superseded, the finals kept
+    assert {r.phase for r in kept} >= {"cv", "final"}
+    assert len({r.config for r in kept if r.phase == "cv"}) == 1
+    assert len([r for r in kept if r.phase == "final"]) == len([r for r in recs if r.phase == "final"])
+    assert len(notes) == 1 and "fold record(s)" in notes[0]
+    with pytest.raises(ConfigError, match="cv_score must be one of loss, accuracy"):
+        _suite(cv_score="f1", **base)
 
 
 def test_cv_and_holdout_records_have_distinct_keys(tmp_path):

@@ -219,7 +219,7 @@ class TrainingExecutor:
             if result.collapse.collapsed:
                 extra["collapse_reason"] = result.collapse.reason
         if val_split is not None:
-            extra.update(folds=self.suite.folds, fold_seed=job.seed, val_size=len(val_split),
+            extra.update(folds=self.suite.folds, fold_seed=job.seed, val_size=len(val_split), cv_score=self.suite.cv_score,
                          fold_ids_sha256=ids_digest(val_split.ids))
             if len(val_split) <= 1000:
                 extra["fold_val_ids"] = [str(i) for i in val_split.ids]

@@ -124,7 +124,7 @@ def _job(suite: SuiteConfig, s: Setting, method: str, beta: float, seed: int, ph
         seed=seed,
         phase=phase,
         views=s.views,
-        config=suite.settings_hash(s.train_size),
+        config=suite.settings_hash(s.train_size, phase),
         fold=fold,
         steps=steps,
     )
@@ -182,7 +182,7 @@ def _method_chain(suite: SuiteConfig, s: Setting, method: str, plan: _Plan) -> C
                for b in grid for f in range(suite.folds)] if want_cv else []
     ho_jobs = [_job(suite, s, method, b, suite.select_seed, "select") for b in grid] if want_holdout else []
     recs = yield cv_jobs + ho_jobs
-    cv = choose_cv(recs[: len(cv_jobs)], suite.folds) if cv_jobs else None
+    cv = choose_cv(recs[: len(cv_jobs)], suite.folds, suite.cv_score) if cv_jobs else None
     ho = choose_holdout(recs[len(cv_jobs):]) if ho_jobs else None
     choice = cv if suite.selection == "cv" else ho
     assert choice is not None

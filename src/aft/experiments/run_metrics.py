@@ -18,7 +18,9 @@ import torch
 
 #: curve keys copied from a training-history record (history key -> curve key)
 CURVE_KEYS = {"loss": "loss", "task_loss": "task_loss", "reg_loss": "reg_loss", "beta": "beta",
-              "val_accuracy": "val_acc"}
+              "val_accuracy": "val_acc", "val_loss": "val_loss"}
+#: kept exactly: cross-validation chooses the stopping step and compares the betas from them
+EXACT_KEYS = ("val_acc", "val_loss")
 #: the confusion matrix is kept only up to this many classes (a 100-class matrix would bloat every record)
 MAX_CONFUSION_CLASSES = 50
 RHO_PROFILE_POINTS = 32
@@ -37,8 +39,9 @@ def curve_points(history: Sequence[dict[str, Any]], max_train_points: int = 30) 
 
     A point has ``step`` and whichever of ``loss``, ``task_loss``, ``reg_loss``, ``beta``, ``val_acc``
     the history record holds (no key rather than NaN for what was not measured at that step). The
-    losses and beta are kept to 4 significant digits (they are drawn, never compared); ``val_acc`` is
-    kept exactly (cross-validation picks the stopping step from it).
+    training losses and beta are kept to 4 significant digits (they are drawn, never compared);
+    ``val_acc`` and ``val_loss`` (the validation cross-entropy) are kept exactly (cross-validation
+    picks the stopping step and compares the betas from them).
     """
     evals = [h for h in history if "val_accuracy" in h and "step" in h]
     logs = [h for h in history if "val_accuracy" not in h and "step" in h and "loss" in h]
@@ -53,7 +56,7 @@ def curve_points(history: Sequence[dict[str, Any]], max_train_points: int = 30) 
         for src, dst in CURVE_KEYS.items():
             v = _finite(h.get(src))
             if v is not None:
-                p[dst] = v if dst == "val_acc" else float(f"{v:.4g}")
+                p[dst] = v if dst in EXACT_KEYS else float(f"{v:.4g}")
         out.append(p)
     return out
 

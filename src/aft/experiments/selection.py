@@ -4,11 +4,20 @@
   is one run, scored by the validation accuracy of its best checkpoint.
 * ``cv``: stratified k-fold cross-validation over the training labels (folds seeded by the run's
   seed; fold ``f`` holds out the samples whose fold index is ``f``). Each (beta, fold) is one run
-  that records its validation accuracy at every evaluation step. For each beta the mean over folds
-  is taken at every evaluation step; the best mean (± standard error over folds) is the beta's score,
-  and its stopping step is the latest step whose mean is within one standard error of that best
-  (`beta_score` says why). The beta with the best score wins (ties go to the smaller beta). The final runs then train on *all* training labels
-  for the chosen number of steps, without a validation carve-out, and touch test once.
+  that records its validation accuracy and cross-entropy at every evaluation step. For each beta
+  the mean accuracy over folds is taken at every evaluation step; its stopping step is the latest
+  step whose mean is within one standard error of the best mean (`beta_score` says why). The betas
+  are then compared by a `CV_SCORES` entry at their stopping steps: ``loss`` (the default) takes
+  the beta with the lowest mean fold validation cross-entropy, ``accuracy`` the best mean fold
+  accuracy (ties go to the smaller beta). The final runs then train on *all* training labels for
+  the chosen number of steps, without a validation carve-out, and touch test once.
+
+Why the loss compares betas (docs/training.md, "Choosing beta"): with 100 labels a fold holds 20
+examples, so fold accuracies move in steps of 5 points and the three betas' means tie within a
+point while their test accuracies differ by 2-5 (results/FINDINGS.md). The cross-entropy of the
+same predictions is a proper scoring rule that also counts how confident each prediction is: it
+separates the betas where accuracy ties, and on text it also ranks large betas last where they
+hurt.
 
 A choice at the smallest or largest beta of a grid of three or more values is flagged
 (`Choice.at_edge`): the optimum may lie outside the grid.
@@ -76,6 +85,7 @@ class BetaScore:
     se: float
     step: int | None
     folds: list[float] = field(default_factory=list)
+    loss: float | None = None  #: mean fold validation cross-entropy at `step` (None: not recorded)
 
 
 @dataclass
@@ -86,9 +96,10 @@ class Choice:
         mode: ``"cv"`` or ``"holdout"``.
         beta: the chosen weight.
         step: the chosen number of training steps (None: the run's own best/last step).
-        mean, se: the chosen beta's validation score (se over folds; nan for holdout).
+        mean, se: the chosen beta's validation accuracy (se over folds; nan for holdout).
         scores: every beta's score, sorted by beta (the beta curve).
         at_edge: the choice is the smallest or largest of 3+ betas.
+        score: what compared the betas (a `CV_SCORES` name; ``accuracy`` for holdout).
     """
 
     mode: str
@@ -98,6 +109,7 @@ class Choice:
     se: float
     scores: list[BetaScore]
     at_edge: bool = False
+    score: str = "accuracy"
 
     def to_dict(self) -> dict[str, Any]:
         return finite_or_null(asdict(self))
@@ -105,7 +117,9 @@ class Choice:
     def summary(self) -> str:
         se = "" if math.isnan(self.se) else f" ± {100 * self.se:.1f}"
         step = "" if self.step is None else f", {self.step} steps"
-        return f"beta={self.beta:g}{step} ({self.mode} val {100 * self.mean:.1f}{se} %)"
+        chosen = next((s for s in self.scores if s.beta == self.beta), None)
+        loss = f", val loss {chosen.loss:.3f}" if self.score == "loss" and chosen and chosen.loss is not None else ""
+        return f"beta={self.beta:g}{step} ({self.mode} val {100 * self.mean:.1f}{se} %{loss})"
 
 
 def _at_edge(beta: float, betas: Sequence[float]) -> bool:
@@ -136,6 +150,12 @@ def _fold_curve(r: RunRecord) -> dict[int, float]:
     return curve
 
 
+def _fold_losses(r: RunRecord) -> dict[int, float]:
+    """step -> validation cross-entropy of one fold run (empty for records made before it was kept)."""
+    return {int(p["step"]): float(p["val_loss"]) for p in r.curve
+            if p.get("val_loss") is not None and p.get("val_acc") is not None}
+
+
 def beta_score(beta: float, folds: Sequence[RunRecord]) -> BetaScore:
     """Mean over folds at every evaluation step all folds share; the stopping step is the LATEST step
     whose mean is within one standard error (over folds) of the best mean.
@@ -160,14 +180,53 @@ def beta_score(beta: float, folds: Sequence[RunRecord]) -> BetaScore:
     best_mean, best_se = means[best_step]
     tol = best_se if math.isfinite(best_se) else 0.0
     step = max(s for s in steps if _finite(means[s][0]) >= _finite(best_mean) - tol - 1e-12)
-    return BetaScore(beta, best_mean, best_se, step, [c[best_step] for c in curves])
+    losses = [_fold_losses(r) for r in sorted(folds, key=lambda r: r.fold or 0)]
+    loss = math.fsum(lo[step] for lo in losses) / len(losses) if all(step in lo for lo in losses) else None
+    return BetaScore(beta, best_mean, best_se, step, [c[best_step] for c in curves], loss)
 
 
-def choose_cv(records: Sequence[RunRecord], folds: int | None = None) -> Choice:
+def _by_loss(s: BetaScore) -> tuple[float, float]:
+    if s.loss is None:
+        raise DataError(f"cv runs of beta={s.beta:g} have no validation loss in their curves (made before aft "
+                        "kept it): rerun them, or choose by accuracy (cv_score: accuracy)")
+    return (-s.loss if math.isfinite(s.loss) else -math.inf, -s.beta)
+
+
+#: how the betas' cross-validated scores are compared: name -> sort key (the largest wins; ties go to
+#: the smaller beta)
+CV_SCORES: dict[str, Callable[[BetaScore], tuple[float, float]]] = {
+    "loss": _by_loss,
+    "accuracy": lambda s: (_finite(s.mean), -s.beta),
+}
+DEFAULT_CV_SCORE = "loss"
+
+
+def check_cv_score(name: str) -> str:
+    """`name` if it is a `CV_SCORES` entry; else a one-line ConfigError naming the choices."""
+    if name not in CV_SCORES:
+        raise ConfigError(f"unknown cv score {name!r}; choose one of {', '.join(CV_SCORES)}")
+    return name
+
+
+def records_cv_score(records: Sequence[RunRecord]) -> str:
+    """The score the fold records were made for (`extra.cv_score`, written by the comparison runner);
+    ``accuracy`` for records made before aft compared betas by loss."""
+    names = {r.extra.get("cv_score") for r in records}
+    if len(names) == 1 and (name := names.pop()) in CV_SCORES:
+        return str(name)
+    return "accuracy"
+
+
+def choose_cv(records: Sequence[RunRecord], folds: int | None = None, score: str | None = None) -> Choice:
     """Cross-validated choice of (beta, step) from the ``cv`` records of one (setting, method).
 
+    Args:
+        records: the fold records (every beta, every fold).
+        folds: the expected number of folds (checked when given).
+        score: a `CV_SCORES` name; None: the one the records were made for (`records_cv_score`).
+
     Raises:
-        DataError: a beta lacks some of the `folds` fold runs.
+        DataError: a beta lacks some of the `folds` fold runs, or ``loss`` is asked of records without it.
     """
     if not records:
         raise ValueError("no cv records to choose beta from")
@@ -178,9 +237,11 @@ def choose_cv(records: Sequence[RunRecord], folds: int | None = None) -> Choice:
         for b, rs in by_beta.items():
             if sorted(r.fold for r in rs) != list(range(folds)):  # type: ignore[type-var]
                 raise DataError(f"beta={b:g}: cv records for folds {sorted(r.fold for r in rs)}, expected 0..{folds - 1}")  # type: ignore[type-var]
+    score = check_cv_score(score or records_cv_score(records))
     scores = [beta_score(b, by_beta[b]) for b in sorted(by_beta)]
-    best = max(scores, key=lambda s: (_finite(s.mean), -s.beta))
-    return Choice("cv", best.beta, best.step, best.mean, best.se, scores, _at_edge(best.beta, sorted(by_beta)))
+    best = max(scores, key=CV_SCORES[score])
+    return Choice("cv", best.beta, best.step, best.mean, best.se, scores, _at_edge(best.beta, sorted(by_beta)),
+                  score)
 
 
 #: selector name -> function of the selection records of one (setting, method)
@@ -216,9 +277,11 @@ def parse_beta_grid(text: str) -> list[float]:
     return sorted(set(grid))
 
 
-def cross_validate_train(cfg: Any, betas: Sequence[float], folds: int = DEFAULT_FOLDS) -> tuple[Any, Choice, list[dict[str, Any]]]:
-    """`aft train --select cv`: choose beta and the step by k-fold CV on the config's training labels,
-    then train once on all of them with the choice (the run folder and test evaluation as usual).
+def cross_validate_train(cfg: Any, betas: Sequence[float], folds: int = DEFAULT_FOLDS,
+                         score: str = DEFAULT_CV_SCORE) -> tuple[Any, Choice, list[dict[str, Any]]]:
+    """`aft train --select cv`: choose beta and the step by k-fold CV on the config's training labels
+    (betas compared by `score`, a `CV_SCORES` name), then train once on all of them with the choice
+    (the run folder and test evaluation as usual).
 
     Returns:
         (the final `TrainResult`, the `Choice`, one dict per fold run).
@@ -229,6 +292,7 @@ def cross_validate_train(cfg: Any, betas: Sequence[float], folds: int = DEFAULT_
     from aft.training.data import load_named_split, subsample
     from aft.training.loop import preflight
 
+    check_cv_score(score)
     cfg = dataclasses.replace(cfg).validate()
     preflight(cfg)  # names, features, output folder: before any fold run
     source = load_named_split(cfg.dataset, cfg.train_split, cfg.dataset_options)
@@ -255,8 +319,8 @@ def cross_validate_train(cfg: Any, betas: Sequence[float], folds: int = DEFAULT_
             fcfg = dataclasses.replace(cfg, beta=float(beta), output=None, select="best", eval_every=eval_every,
                                        train_limit=None, tensorboard=False, resume=False, overwrite=False)
             res = train(fcfg, features=features, train_split=tr, val_split=val, test_split=None)
-            curve = [{"step": float(h["step"]), "val_acc": float(h["val_accuracy"])} for h in res.history
-                     if "val_accuracy" in h]
+            curve = [{"step": float(h["step"]), "val_acc": float(h["val_accuracy"]),
+                      "val_loss": float(h["val_loss"])} for h in res.history if "val_accuracy" in h]
             runs.append(RunRecord("train", str(cfg.dataset), str(cfg.student), list(cfg.teachers or []), cfg.method,
                                   float(beta), len(labeled), cfg.seed, "cv", float(res.val_accuracy or 0.0),
                                   curve=curve, fold=f))
@@ -264,7 +328,7 @@ def cross_validate_train(cfg: Any, betas: Sequence[float], folds: int = DEFAULT_
                               "best_step": res.selected_step, "val_size": len(val), "curve": curve})
             log.info("cv beta=%g fold %d/%d: val %.4f (best step %s)", beta, f + 1, folds, res.val_accuracy or 0.0,
                      res.selected_step)
-    choice = choose_cv(runs, folds)
+    choice = choose_cv(runs, folds, score)
     log.info("cv selected %s", choice.summary())
     warn = edge_warning(f"{cfg.method} {cfg.student}", choice)
     if warn:

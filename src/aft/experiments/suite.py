@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from aft.errors import ConfigError
+from aft.experiments.selection import CV_SCORES, DEFAULT_CV_SCORE
 from aft.paths import safe_name
 
 DEFAULT_BETA_GRID = (0.1, 1.0, 3.0, 10.0, 30.0)
@@ -51,6 +52,8 @@ class SuiteConfig:
             training labels, then the finals train on all of them) or ``holdout`` (one validation
             split of ``val_fraction``, as before); see `aft.experiments.selection`.
         folds: k of the cross-validation.
+        cv_score: how cross-validation compares the betas (`aft.experiments.selection.CV_SCORES`):
+            ``loss`` (mean fold validation cross-entropy, the default) or ``accuracy``.
         regret_analysis: also run every beta on test (phase ``regret``, never used to choose) and
             both selectors, for the selection-regret table.
         regret_sizes: train sizes the regret runs are made at (default: all).
@@ -85,6 +88,7 @@ class SuiteConfig:
     teacher_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     selection: str = "cv"
     folds: int = 5
+    cv_score: str = DEFAULT_CV_SCORE
     regret_analysis: bool = False
     regret_sizes: list[int] | None = None
     beta_auto: list[str] = field(default_factory=list)
@@ -107,6 +111,8 @@ class SuiteConfig:
             raise ConfigError(f"suite {self.name!r}: selection must be cv or holdout, got {self.selection!r}")
         if isinstance(self.folds, bool) or not isinstance(self.folds, int) or self.folds < 2:
             raise ConfigError(f"suite {self.name!r}: folds must be an integer >= 2, got {self.folds!r}")
+        if self.cv_score not in CV_SCORES:
+            raise ConfigError(f"suite {self.name!r}: cv_score must be one of {', '.join(CV_SCORES)}, got {self.cv_score!r}")
         if self.selection == "cv" and self.folds > min(self.train_sizes):
             raise ConfigError(f"suite {self.name!r}: {self.folds} folds need at least {self.folds} labels; "
                               f"the smallest train size is {min(self.train_sizes)}")
@@ -148,11 +154,14 @@ class SuiteConfig:
             raise ConfigError(f"suite config {p} must be a YAML mapping")
         return cls.from_dict(data)
 
-    def settings_hash(self, train_size: int | None = None) -> str:
+    def settings_hash(self, train_size: int | None = None, phase: str | None = None) -> str:
         """Short hash of the settings a run of `train_size` shares (a changed budget makes its runs new).
 
         A size's own `train_by_size` budget counts only for that size, so giving one size a longer budget
         leaves the records of the other sizes valid; without `train_size` every size's budget counts.
+        Fold runs (`phase` ``cv``) scored by loss get keys of their own: fold records made before aft
+        kept the validation loss in their curves cannot be scored by it. The other runs keep their
+        keys, so a final whose (beta, steps) the new score also chooses is reused.
         """
         shared = {
             "train": self.train, "student_options": self.student_options, "teacher_options": self.teacher_options,
@@ -165,6 +174,8 @@ class SuiteConfig:
             shared["train_by_size"] = {str(k): v for k, v in sorted(by_size.items())}
         if self.selection != "holdout":  # holdout suites keep the keys of their earlier records
             shared.update(selection=self.selection, folds=self.folds)
+        if phase == "cv" and self.cv_score != "accuracy":
+            shared["cv_record"] = "val_loss"
         return hashlib.sha256(json.dumps(shared, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
     def regret_at(self, train_size: int) -> bool:

@@ -149,20 +149,25 @@ def drop_superseded(records: list[RunRecord]) -> tuple[list[RunRecord], list[str
     A suite re-run with other shared settings at a size (a longer budget, another selection...)
     writes records with another `config` hash next to the old ones; mixing them would average two
     budgets' seeds and cross-validate over two budgets' folds. The later configuration supersedes
-    the earlier one; returns the kept records and one note per group that lost records.
+    the earlier one; returns the kept records and one note per group that lost records. Fold
+    records are compared among themselves: scored by loss they carry a key of their own
+    (`SuiteConfig.settings_hash`), next to the finals they chose.
     """
-    latest: dict[tuple[str, int], str] = {}
+    def group(r: RunRecord) -> tuple[str, int, bool]:
+        return (r.suite, r.train_size, r.phase == "cv")
+
+    latest: dict[tuple[str, int, bool], str] = {}
     for r in records:
-        latest[(r.suite, r.train_size)] = r.config
+        latest[group(r)] = r.config
     kept, dropped = [], Counter()
     for r in records:
-        if r.config == latest[(r.suite, r.train_size)]:
+        if r.config == latest[group(r)]:
             kept.append(r)
         else:
-            dropped[(r.suite, r.train_size)] += 1
-    notes = [f"{n} record(s) of suite {suite} at n={size} from an earlier configuration (config "
-             f"{'/'.join(sorted({r.config for r in records if (r.suite, r.train_size) == (suite, size)} - {latest[(suite, size)]}))}"
-             f", superseded by {latest[(suite, size)]}) ignored" for (suite, size), n in sorted(dropped.items())]
+            dropped[group(r)] += 1
+    notes = [f"{n} {'fold ' if cv else ''}record(s) of suite {suite} at n={size} from an earlier configuration (config "
+             f"{'/'.join(sorted({r.config for r in records if group(r) == (suite, size, cv)} - {latest[(suite, size, cv)]}))}"
+             f", superseded by {latest[(suite, size, cv)]}) ignored" for (suite, size, cv), n in sorted(dropped.items())]
     for note in notes:
         log.info(note)
     return kept, notes

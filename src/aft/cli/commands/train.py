@@ -106,6 +106,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="with --select cv: the betas cross-validated (default: --beta alone, choosing only the step)")
     p.add_argument("--folds", type=int, default=5, metavar="K",
                    help="with --select cv: number of stratified folds (default 5)")
+    p.add_argument("--cv-score", choices=["loss", "accuracy"], default=None,
+                   help="with --select cv: compare the betas by mean fold validation cross-entropy (loss, the "
+                        "default) or accuracy")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.set_defaults(func=handler)
     return p
@@ -158,6 +161,8 @@ def handler(args: argparse.Namespace) -> int:
         args.cfg_select = None
     elif args.beta_grid is not None:
         raise ConfigError("--beta-grid is used with --select cv only; add --select cv or drop it")
+    elif args.cv_score is not None:
+        raise ConfigError("--cv-score is used with --select cv only; add --select cv or drop it")
     cfg = resolve(args)  # config errors surface before any process is launched
     if select_cv and cfg.beta_rule == "auto":
         raise ConfigError("--beta auto needs no grid; drop --select cv (or cross-validate numbers with --beta-grid)")
@@ -208,19 +213,19 @@ def _train_cv(args: argparse.Namespace, cfg: Any) -> int:
     the choice and every fold's score to result.json."""
     from aft.atomic_io import atomic_write_json
     from aft.errors import ConfigError
-    from aft.experiments.selection import cross_validate_train, parse_beta_grid
+    from aft.experiments.selection import DEFAULT_CV_SCORE, cross_validate_train, parse_beta_grid
 
     if args.nproc > 1:
         raise ConfigError("--select cv runs in one process; drop --nproc")
     if args.resume:
         raise ConfigError("--select cv cannot --resume; rerun it (with --overwrite)")
     betas = parse_beta_grid(args.beta_grid) if args.beta_grid is not None else [cfg.beta]
-    result, choice, folds = cross_validate_train(cfg, betas, args.folds)
+    result, choice, folds = cross_validate_train(cfg, betas, args.folds, args.cv_score or DEFAULT_CV_SCORE)
     selection = {**choice.to_dict(), "folds": args.folds, "fold_seed": cfg.seed, "fold_runs": folds}
     if result.run_dir is not None:
         path = result.run_dir / "result.json"
         atomic_write_json(path, {**json.loads(path.read_text(encoding="utf-8")), "selection": selection})
     print(json.dumps({"run_dir": str(result.run_dir), **result.to_json(),
-                      "selection": {k: selection[k] for k in ("mode", "beta", "step", "mean", "se", "at_edge")}},
+                      "selection": {k: selection[k] for k in ("mode", "score", "beta", "step", "mean", "se", "at_edge")}},
                      indent=2))
     return 0
