@@ -47,12 +47,12 @@ def _records() -> list[RunRecord]:
 def test_selection_table_reports_fold_mean_se_and_edge():
     t = selection_table(RecordIndex.build(_records()))
     rows = {(r[3], r[5]): r for r in t.rows}
-    cv = rows[("aft", "cv")]
+    cv = rows[("aft", "cv (accuracy)")]  # these fold records carry no loss: scored by accuracy
     mean, se = np.mean(FOLD_VAL[10.0]), np.std(FOLD_VAL[10.0], ddof=1) / np.sqrt(3)
-    assert cv[6] == "10" and cv[7] == "100" and cv[8] == f"{100 * mean:.1f} ± {100 * se:.1f}"
-    assert cv[10].startswith("⚠")
-    assert rows[("aft", "holdout")][6] == "0.1" and rows[("aft", "holdout")][10].startswith("⚠")
-    assert rows[("none", "cv")][6] == "—" and rows[("none", "cv")][10] == ""
+    assert cv[6] == "10" and cv[7] == "100" and cv[8] == f"{100 * mean:.1f} ± {100 * se:.1f}" and cv[9] == "—"
+    assert cv[11].startswith("⚠")
+    assert rows[("aft", "holdout")][6] == "0.1" and rows[("aft", "holdout")][11].startswith("⚠")
+    assert rows[("none", "cv")][6] == "—" and rows[("none", "cv")][11] == ""
 
 
 def test_regret_table_against_hindsight():
@@ -96,3 +96,14 @@ def test_one_se_rule_picks_the_largest_beta_within_one_se_of_the_best():
     row = regret_table(RecordIndex.build(_records())).rows[0]
     # the fixture's folds: 10 is best and nothing else is within one SE, so the rule agrees with CV
     assert row[12] == "10" and row[13] == row[9]
+
+
+def test_selection_table_names_the_loss_score_and_its_value():
+    # fold records made for cv_score loss: beta 0.1 has the lower loss although beta 10 has the better accuracy
+    loss = {0.1: 0.50, 1.0: 0.70, 10.0: 0.90}
+    recs = [_r(beta=b, phase="cv", fold=f, val_acc=v, extra={"cv_score": "loss"},
+               curve=[{"step": 100.0, "val_acc": v, "val_loss": loss[b] + f / 100}])
+            for b, vals in FOLD_VAL.items() for f, v in enumerate(vals)]
+    rows = {r[5]: r for r in selection_table(RecordIndex.build(recs)).rows}
+    row = rows["cv (loss)"]
+    assert row[6] == "0.1" and row[9] == f"{np.mean([0.50, 0.51, 0.52]):.3f}"

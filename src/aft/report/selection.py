@@ -82,10 +82,11 @@ def selection_table(index: RecordIndex) -> Table:
         "selection",
         "Selected β and stopping step",
         "The weight (and, under cross-validation, the number of steps) each method was run with, chosen on "
-        "training labels only: mean ± SE of the fold validation accuracy at the chosen step (cv), or the "
-        "validation accuracy of one carved split (holdout).",
+        "training labels only: mean ± SE of the fold validation accuracy at the chosen step and the mean fold "
+        "validation cross-entropy there (cv; 'cv (loss)' compared the betas by that loss, 'cv (accuracy)' by "
+        "the accuracy), or the validation accuracy of one carved split (holdout).",
         ["Dataset", "Student", "Train size", "Method", "Teacher set", "Selection", "β", "Steps", "Val acc %",
-         "Grid", "Edge"],
+         "Val loss", "Grid", "Edge"],
     )
     n = 0
     for mode in ("cv", "holdout"):
@@ -95,8 +96,11 @@ def selection_table(index: RecordIndex) -> Table:
             c = got[key]
             n += sum(len(sc.folds) for sc in c.scores)
             val = f"{100 * c.mean:.1f}" + ("" if math.isnan(c.se) else f" ± {100 * c.se:.1f}")
-            t.rows.append([*_group_cells(s.group), method, s.teachers_label(), mode,
-                           DASH if method == STL else f"{c.beta:g}", DASH if c.step is None else str(c.step), val,
+            chosen = next((sc for sc in c.scores if sc.beta == c.beta), None)
+            loss = DASH if chosen is None or chosen.loss is None else f"{chosen.loss:.3f}"
+            label = f"cv ({c.score})" if mode == "cv" and method != STL else mode
+            t.rows.append([*_group_cells(s.group), method, s.teachers_label(), label,
+                           DASH if method == STL else f"{c.beta:g}", DASH if c.step is None else str(c.step), val, loss,
                            DASH if method == STL else ", ".join(f"{sc.beta:g}" for sc in c.scores),
                            "⚠ at edge" if c.at_edge and method != STL else ""])
     t.n_records = n
