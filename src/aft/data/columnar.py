@@ -34,7 +34,7 @@ def require(module: str, what: str) -> Any:
 
     try:
         return importlib.import_module(module)
-    except ImportError:
+    except ModuleNotFoundError:  # installed but broken (ImportError): a traceback, not an install hint
         raise DataError(f"{what} needs the {module.split('.')[0]!r} package; {INSTALL_DATA}") from None
 
 
@@ -105,7 +105,7 @@ class LazyRecords(LazyInputs):
         from aft.data.imagefolder import decode_image_bytes
 
         spec = self.image
-        return decode_image_bytes(raw, self.reader.describe(row), spec.mode, spec.size, spec.expect_size,
+        return decode_image_bytes(raw, f"image {self.reader.describe(row)}", spec.mode, spec.size, spec.expect_size,
                                   spec.strict_mode, spec.first, fix="replace the image bytes or drop the row")
 
     def take(self, key: Any) -> np.ndarray | list[str]:

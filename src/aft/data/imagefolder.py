@@ -87,6 +87,8 @@ def decode_image_bytes(raw: bytes, what: str, mode: str, size: tuple[int, int] |
                 out = out.resize(size, Image.BILINEAR)
     except DataError:
         raise
+    except Image.UnidentifiedImageError:
+        raise DataError(f"cannot read {what} (not an image format Pillow knows); {fix}") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise DataError(f"cannot read {what} ({exc!s:.100}); {fix}") from None
     if size is None and out.size != expect_size:
