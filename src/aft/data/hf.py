@@ -90,8 +90,14 @@ def split_dirs(path: str | os.PathLike[str], split: str) -> tuple[Path, list[tup
 def _load(d: Path) -> Any:
     datasets = require("datasets", "the hf dataset")
     try:
+        state = json.loads((d / "state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{d}/state.json cannot be read ({exc}); write the dataset again with save_to_disk") from None
+    if isinstance(state, dict) and state.get("_data_files") == []:  # what save_to_disk writes for no rows
+        raise DataError(f"{d}: the dataset has no rows (no Arrow files); write at least one sample")
+    try:
         ds = datasets.load_from_disk(str(d))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
         raise DataError(f"cannot open the dataset folder {d} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__:.120}); "
                         "write it again with save_to_disk") from None
     if not isinstance(ds, datasets.Dataset):
