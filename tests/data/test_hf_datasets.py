@@ -15,7 +15,7 @@ from PIL import Image
 from aft.cli.main import main
 from aft.data import load_split
 from aft.data.lazy import LazyInputs
-from aft.errors import DataError
+from aft.errors import ConfigError, DataError
 from aft.features import FeatureStore, extract
 
 datasets = pytest.importorskip("datasets")
@@ -142,3 +142,21 @@ def test_bad_hf_inputs_are_one_line_errors(tmp_path: Path, monkeypatch: pytest.M
 
 def pa_empty() -> list[str]:
     return []
+
+
+def test_local_files_through_load_dataset_builders(tmp_path: Path) -> None:
+    d = tmp_path / "news"
+    d.mkdir()
+    (d / "train.csv").write_text("text,label\nrain today,weather\nvote counted,politics\nsun,weather\n")
+    (d / "test.csv").write_text("text,label\nscore 2-1,sport\n")
+    cache = str(tmp_path / "hf-cache")
+    tr = load_split("hf", "train", path=str(d), builder="csv", hf_cache=cache)
+    assert tr.modality == "text" and list(tr.inputs) == ["rain today", "vote counted", "sun"]
+    assert tr.class_names == ["politics", "sport", "weather"] and tr.labels.tolist() == [2, 0, 2]  # pooled
+    assert list(tr.ids) == ["train-000000", "train-000001", "train-000002"] and tr.dataset == "news"
+    assert list(load_split("csv", "train", path=str(d)).inputs) == list(tr.inputs)  # as aft's own csv loader
+    (d / "train.jsonl").write_text('{"text": "a", "label": 1}\n{"text": "b", "label": 0}\n')
+    js = load_split("hf", "train", path=str(d / "train.jsonl"), builder="json", hf_cache=cache)
+    assert list(js.inputs) == ["a", "b"] and js.labels.tolist() == [1, 0]
+    with pytest.raises(ConfigError, match="builder must be one of parquet, csv, json"):
+        load_split("hf", "train", path=str(d), builder="imagefolder")

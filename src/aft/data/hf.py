@@ -60,7 +60,7 @@ def split_dirs(path: str | os.PathLike[str], split: str) -> tuple[Path, list[tup
             raise DataError(f"{d} is not a dataset folder written by Dataset.save_to_disk (no state.json); "
                             "check the path option")
         pattern = glob.escape(spath).replace(glob.escape("{split}"), "*")
-        others = [(Path(p).name, Path(p)) for p in sorted(glob.glob(pattern))
+        others = [(p, Path(p)) for p in sorted(glob.glob(pattern))
                   if _is_dataset_dir(Path(p)) and Path(p).resolve() != d.resolve()]
         return d, others
     root = Path(spath)
@@ -79,7 +79,7 @@ def split_dirs(path: str | os.PathLike[str], split: str) -> tuple[Path, list[tup
         if not _is_dataset_dir(root / split):
             raise DataError(f"{root / split} is missing or incomplete (no state.json); write the folder again "
                             "with DatasetDict.save_to_disk")
-        return root / split, [(s, root / s) for s in splits if s != split and _is_dataset_dir(root / s)]
+        return root / split, [(str(root / s), root / s) for s in splits if s != split and _is_dataset_dir(root / s)]
     if _is_dataset_dir(root):
         return root, []
     raise DataError(f"{root} is not a folder written by Dataset.save_to_disk or DatasetDict.save_to_disk (no "
@@ -105,61 +105,84 @@ def _load(d: Path) -> Any:
     return ds
 
 
+#: the `datasets` packaged builders `builder=` may name, and the file extension of their data
+BUILDERS = {"parquet": "parquet", "csv": "csv", "json": "jsonl"}
+
+
+def _built(datasets: Any, builder: str, path: str, split: str, hf_cache: str | None) -> tuple[Path, Any, list]:
+    """``datasets.load_dataset(builder, data_files=...)`` for one split's files (local files only:
+    a packaged builder, never a Hub dataset or a dataset script)."""
+    from aft.data.shards import all_split_files, resolve_split_files
+    from aft.errors import ConfigError
+
+    if builder not in BUILDERS:
+        raise ConfigError(f"builder must be one of {', '.join(BUILDERS)} (a local data-file format), got {builder!r}")
+    files = resolve_split_files(path, split, BUILDERS[builder])
+    this = {f.resolve() for f in files}
+    rest = [str(f) for f in all_split_files(path, BUILDERS[builder]) if f.resolve() not in this]
+
+    def load(data_files: list[str], name: str) -> Any:
+        shown = datasets.is_progress_bar_enabled()
+        datasets.disable_progress_bars()  # no "Generating data split" bars in aft's output
+        try:
+            return datasets.load_dataset(builder, data_files={name: data_files}, split=name, cache_dir=hf_cache)
+        except Exception as exc:  # noqa: BLE001 - any failure of the builder is a problem with the data files
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DataError(f"datasets.load_dataset({builder!r}) cannot read {data_files[0]} ({first:.150}); "
+                            f"check the files, or use aft's own {builder if builder != 'json' else 'jsonl'} loader") from None
+        finally:
+            if shown:
+                datasets.enable_progress_bars()
+
+    others = [(f"{Path(rest[0]).parent} (other splits)", lambda: load(rest, "other"))] if rest else []
+    return files[0], load([str(f) for f in files], "data"), others
+
+
 def _column(ds: Any, column: str) -> Any:
     """One column as a pyarrow ChunkedArray (memory-mapped; the row order of the dataset)."""
     return ds.with_format("arrow", columns=[column])[:].column(0)
 
 
 class HfRows:
-    """A `aft.data.columnar.RowReader` over one column of a saved dataset (each process loads its own
-    memory map of the Arrow files).
+    """A `aft.data.columnar.RowReader` over one column of a `datasets.Dataset` (memory-mapped Arrow
+    files; pickling it, to a DataLoader worker, sends the file paths, not the data).
 
     Args:
-        folder: the saved dataset of the split.
+        dataset: the split's dataset.
         column: the input column.
         image: whether it holds images (binary or ``{bytes, path}``) rather than texts.
-        files: the Arrow files (their name, size and mtime identify the content).
+        base: the folder relative image paths are read from.
     """
 
-    def __init__(self, folder: Path, column: str, image: bool, files: Sequence[str]) -> None:
-        self.folder, self.column, self.image, self.files = str(folder), column, image, list(files)
-        self._pid, self._ds = -1, None
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state.update(_pid=-1, _ds=None)
-        return state
-
-    def _dataset(self) -> Any:
-        if self._pid != os.getpid() or self._ds is None:
-            self._ds = _load(Path(self.folder)).with_format("arrow", columns=[self.column])
-            self._pid = os.getpid()
-        return self._ds
+    def __init__(self, dataset: Any, column: str, image: bool, base: Path) -> None:
+        self.dataset = dataset.with_format("arrow", columns=[column])
+        self.column, self.image, self.base = column, image, str(base)
+        self.files = [f["filename"] for f in dataset.cache_files]
 
     def read(self, rows: np.ndarray) -> list[Any]:
-        values = self._dataset()[[int(r) for r in rows]].column(0).to_pylist()
+        values = self.dataset[[int(r) for r in rows]].column(0).to_pylist()
         if not self.image:
             return values
-        base = Path(self.folder)
+        base = Path(self.base)
         return [image_value(v, self.describe(int(r)), base) for r, v in zip(rows, values, strict=True)]
 
     def describe(self, row: int) -> str:
-        return f"{self.folder} row {row}"
+        return f"{self.base} row {row}"
 
     def signature(self, h: Any) -> None:
         h.update(f"hf|{self.column}|".encode())
-        for f in self.files:
+        for f in self.files:  # name, size and mtime of the Arrow files (no full read)
             st = os.stat(f)
             h.update(f"{os.path.basename(f)}\x1f{st.st_size}\x1f{st.st_mtime_ns}\x1e".encode())
 
 
-def _other_labels(others: Sequence[tuple[str, Path]], label_column: str) -> Iterator[tuple[str, int, Any]]:
-    for _, d in others:
-        ds = _load(d)
+def _other_labels(others: Sequence[tuple[str, Any]], label_column: str) -> Iterator[tuple[str, int, Any]]:
+    for where, d in others:
+        ds = d() if callable(d) else _load(d)
         if label_column not in ds.column_names:
             continue
-        _, distinct, first = arrow_label_codes(str(d), _column(ds, label_column), label_column)
-        yield from ((str(d), int(r), v) for r, v in zip(first, distinct, strict=True))
+        _, distinct, first = arrow_label_codes(str(where), _column(ds, label_column), label_column)
+        yield from ((str(where), int(r), v) for r, v in zip(first, distinct, strict=True))
 
 
 def load_hf(
@@ -176,12 +199,25 @@ def load_hf(
     size: int | Sequence[int] | None = None,
     name: str | None = None,
     lazy: bool = True,
+    builder: str | None = None,
+    hf_cache: str | None = None,
 ) -> DatasetSplit:
-    """Index a split of a saved Hugging Face dataset (see the module docstring; options as `load_parquet`)."""
+    """Index a split of a saved Hugging Face dataset (see the module docstring; options as `load_parquet`).
+
+    Args:
+        builder: ``parquet``, ``csv`` or ``json``: `path` names data files (as for the `parquet`
+            loader: a folder with ``<split>.<ext>``, a ``{split}`` template, a file), read with
+            ``datasets.load_dataset(builder, data_files=...)`` (converted once to Arrow in `hf_cache`).
+        hf_cache: the `datasets` cache folder for `builder` (default: the `datasets` default,
+            ``~/.cache/huggingface/datasets``).
+    """
     require("pyarrow", "the hf dataset")
     datasets = require("datasets", "the hf dataset")
-    folder, others = split_dirs(path, split)
-    ds = _load(folder)
+    if builder is not None:
+        folder, ds, others = _built(datasets, builder, path, split, hf_cache)
+    else:
+        folder, others = split_dirs(path, split)
+        ds = _load(folder)
     where = str(folder)
     columns = list(ds.column_names)
     schema = ds.data.schema
@@ -210,8 +246,9 @@ def load_hf(
     names, mapped = label_classes(where, distinct, [int(r) for r in first_rows],
                                   lambda: _other_labels(others, label_column), class_names, known)
     given = _column(ds, id_column).to_pylist() if id_column is not None else None
-    ids = make_ids(where, given, ((folder.name, r) for r in range(n)), n)  # <split>-<row> for a DatasetDict
-    reader = HfRows(folder, column, modality == "image", [f["filename"] for f in ds.cache_files])
+    stem = folder.name if builder is None else folder.stem  # <split>-<row> for a DatasetDict, <file-stem>-<row>
+    ids = make_ids(where, given, ((stem, r) for r in range(n)), n)
+    reader = HfRows(ds, column, modality == "image", folder if builder is None else folder.parent)
     inputs = LazyRecords(reader, n, modality, image=spec, lengths=lengths)
     return DatasetSplit(
         dataset=name or path_label(path),

@@ -25,7 +25,7 @@ from aft.errors import ConfigError
 
 #: options that stay strings whatever they look like (paths, names, column names)
 STRING_OPTIONS = frozenset({"path", "name", "text_column", "label_column", "id_column", "classes", "mode",
-                            "image_column", "image_ext", "text_ext", "label_ext"})
+                            "image_column", "image_ext", "text_ext", "label_ext", "builder", "hf_cache"})
 
 
 def parse_value(key: str, raw: str) -> Any:
