@@ -192,3 +192,31 @@ def test_bad_parquet_inputs_are_one_line_errors(tmp_path: Path, monkeypatch: pyt
     assert main(["extract", "--teacher", "test-data-tiny", "--dataset", "parquet", "--data-option", f"path={f}",
                  "--store", str(tmp_path / "st"), "--no-progress"]) == 2
     assert not (tmp_path / "st").exists()
+
+
+def test_text_extraction_in_workers_equals_the_in_memory_texts(tmp_path: Path) -> None:
+    from aft.teachers import CallableTeacher
+
+    def stats(texts):
+        return np.array([[len(t), t.count(" "), sum(map(ord, t)) % 97] for t in texts], dtype=np.float32)
+
+    texts = [("word " * (i % 9)) + f"end{i}" for i in range(40)]
+    pq.write_table(pa.table({"text": texts, "label": [i % 2 for i in range(40)]}), tmp_path / "train.parquet",
+                   row_group_size=6)
+    ds = load_split("parquet", "train", path=str(tmp_path))
+    eager = ds.materialize()
+    assert not eager.is_lazy and eager.inputs == texts
+    got = {}
+    for name, split, workers in (("lazy0", ds, 0), ("lazy2", ds, 2), ("eager", eager, 0)):
+        [path] = extract([CallableTeacher(stats, dim=3, modality="text", name="stats")], split, tmp_path / name,
+                         batch_size=8, dtype="float32", progress=False, workers=workers)
+        store = FeatureStore.open(path)
+        got[name] = (store.get(list(ds.ids)), store.manifest["extraction"]["batch_order"])
+    np.testing.assert_array_equal(got["lazy0"][0], stats(texts))
+    np.testing.assert_array_equal(got["lazy2"][0], stats(texts))
+    assert got["lazy0"][1] == got["eager"][1] == "length-sorted"
+    from aft.features import batch_order
+
+    order = batch_order(ds)  # from the lengths recorded at load time, nothing read
+    np.testing.assert_array_equal(order, batch_order(eager))
+    assert not np.array_equal(order, np.arange(40))
