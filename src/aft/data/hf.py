@@ -44,7 +44,7 @@ from aft.data.split import DatasetSplit
 from aft.errors import DataError
 
 #: rows per chunk of the text check at load time (bounded transient memory)
-TEXT_CHUNK = 65536
+TEXT_CHUNK = 16384
 
 
 def _is_dataset_dir(d: Path) -> bool:

@@ -47,8 +47,10 @@ from aft.data.shards import all_split_files, resolve_split_files
 from aft.data.split import DatasetSplit
 from aft.errors import DataError
 
-#: decoded row-group columns kept per process (at least one row group is kept, whatever its size)
-ROW_GROUP_CACHE_BYTES = 64 << 20
+#: decoded row-group columns kept per process (at least one row group is kept, whatever its size): enough
+#: for batches read in stored order (extraction) to decode each row group once; a shuffled batch (training)
+#: touches one row group per sample whatever the cache
+ROW_GROUP_CACHE_BYTES = 16 << 20
 
 
 def _open(path: Path) -> Any:
