@@ -264,7 +264,7 @@ def arrow_text_lengths(where: str, column: Any, text_column: str, start: int = 0
         row = start + int(np.flatnonzero(np.asarray(pc.is_null(column)))[0])
         raise DataError(f"{where}: row {row}: the text in column {text_column!r} is missing (null); "
                         "remove or fill the row")
-    blank = np.asarray(pc.match_substring_regex(column, r"^\s*$"))  # no copy of the texts (as a trim would make)
+    blank = np.asarray(pc.match_substring_regex(column, r"^[\s\p{Z}]*$"))  # no copy of the texts (as a trim would make)
     if blank.any():
         row = start + int(np.flatnonzero(blank)[0])
         raise DataError(f"{where}: row {row}: the text in column {text_column!r} is empty; remove or fill the row")

@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "datasets",
         help="list datasets and show their splits, classes and options",
-        description="Built-in datasets and generic loaders (csv, jsonl, imagefolder, parquet, hf, webdataset).",
+        description="Built-in datasets and generic loaders (csv, jsonl, imagefolder).",
     )
     sub = parser.add_subparsers(dest="datasets_command", metavar="SUBCOMMAND")
     p_list = sub.add_parser("list", help="one line per registered dataset", description="List the datasets.")
