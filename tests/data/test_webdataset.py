@@ -161,6 +161,28 @@ def test_malformed_shards_are_one_line_errors(tmp_path: Path, monkeypatch: pytes
         load_split("webdataset", "nope", path=str(tmp_path / "{split}-*.tar"))
     with pytest.raises(ConfigError, match="brace range"):
         load_split("webdataset", "train", path=str(tmp_path / "s-{9..1}.tar"))
+    empty = _shard(tmp_path / "e" / "train-000000.tar", [])
+    with pytest.raises(DataError, match="split 'train' has no samples"):
+        load_split("webdataset", "train", path=str(empty.parent))
+    _shard(tmp_path / "dup" / "train-000000.tar", good)
+    _shard(tmp_path / "dup" / "train-000001.tar", good[1:])
+    with pytest.raises(DataError, match="duplicate sample id 'b'"):
+        load_split("webdataset", "train", path=str(tmp_path / "dup"))
     assert main(["extract", "--teacher", "test-data-tiny", "--dataset", "webdataset", "--data-option",
                  f"path={gz}", "--store", str(tmp_path / "st"), "--no-progress"]) == 2
     assert not (tmp_path / "st").exists()
+
+
+def test_brace_patterns_and_data_names() -> None:
+    from aft.data.options import dataset_label
+    from aft.data.shards import expand_braces
+
+    assert expand_braces("s-{08..11}.tar") == ["s-08.tar", "s-09.tar", "s-10.tar", "s-11.tar"]
+    assert expand_braces("{a,b}/x-{1..2}.tar") == ["a/x-1.tar", "a/x-2.tar", "b/x-1.tar", "b/x-2.tar"]
+    assert expand_braces("keep{this}.tar") == ["keep{this}.tar"]
+    with pytest.raises(ConfigError, match="brace range"):
+        expand_braces("s-{0..99999999}.tar")
+    assert dataset_label("webdataset", {"path": "data/imagenet/{split}-{000000..000146}.tar"}) == "imagenet"
+    assert dataset_label("webdataset", {"path": "data/birds-{split}-*.tar"}) == "birds"
+    assert dataset_label("parquet", {"path": "hub/train-*.parquet"}) == "train"
+    assert dataset_label("hf", {"path": "my/cifar10"}) == "cifar10"
