@@ -116,6 +116,13 @@ def test_extraction_with_workers_equals_in_process(tmp_path: Path) -> None:
     decoded = np.stack([np.asarray(Image.open(io.BytesIO(b))) for b in images])  # decoded independently
     np.testing.assert_allclose(outs[0], decoded.reshape(30, -1).astype(np.float32) @ PROJ / 255.0, rtol=1e-5)
     assert ds.fingerprint() == load_split("parquet", "train", path=str(tmp_path)).fingerprint()
+    images[3] = png_bytes(7)  # the same ids and labels, one image changed: another fingerprint
+    pq.write_table(pa.table({"image": images, "label": labels}), tmp_path / "train.parquet", row_group_size=8)
+    changed = load_split("parquet", "train", path=str(tmp_path))
+    assert changed.fingerprint() != ds.fingerprint()
+    (tmp_path / "train.parquet").unlink()
+    with pytest.raises(DataError, match="train.parquet is gone"):
+        changed.subset([0]).fingerprint()
 
 
 def test_extract_train_predict_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str],

@@ -131,6 +131,19 @@ class LazyRecords(LazyInputs):
         self.reader.signature(h)
 
 
+def hash_files(h: Any, files: Sequence[str]) -> None:
+    """Update `h` with each file's name, size and modification time (as for image files: no full
+    read of large files); a file that is gone is a `DataError`."""
+    import os
+
+    for f in files:
+        try:
+            st = os.stat(f)
+        except OSError as exc:
+            raise DataError(f"data file {f} is gone ({exc.strerror}); reload the dataset") from None
+        h.update(f"{os.path.basename(f)}\x1f{st.st_size}\x1f{st.st_mtime_ns}\x1e".encode())
+
+
 def image_spec(first_raw: bytes, first: str, mode: str | None, size: tuple[int, int] | None) -> ImageSpec:
     """The `ImageSpec` set by the first image's header (its mode and size) and the options."""
     from PIL import Image

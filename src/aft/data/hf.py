@@ -29,6 +29,7 @@ from aft.data.columnar import (
     arrow_image_kind,
     arrow_label_codes,
     arrow_text_lengths,
+    hash_files,
     image_spec,
     image_value,
     is_image_type,
@@ -171,9 +172,7 @@ class HfRows:
 
     def signature(self, h: Any) -> None:
         h.update(f"hf|{self.column}|".encode())
-        for f in self.files:  # name, size and mtime of the Arrow files (no full read)
-            st = os.stat(f)
-            h.update(f"{os.path.basename(f)}\x1f{st.st_size}\x1f{st.st_mtime_ns}\x1e".encode())
+        hash_files(h, self.files)
 
 
 def _other_labels(others: Sequence[tuple[str, Any]], label_column: str) -> Iterator[tuple[str, int, Any]]:

@@ -32,6 +32,7 @@ from aft.data.columnar import (
     arrow_image_kind,
     arrow_label_codes,
     arrow_text_lengths,
+    hash_files,
     image_spec,
     image_value,
     is_image_type,
@@ -136,9 +137,7 @@ class ParquetRows:
 
     def signature(self, h: Any) -> None:
         h.update(f"parquet|{self.column}|".encode())
-        for f in self.files:  # name, size and mtime (as for image files): no full read of large files
-            st = os.stat(f)
-            h.update(f"{os.path.basename(f)}\x1f{st.st_size}\x1f{st.st_mtime_ns}\x1e".encode())
+        hash_files(h, self.files)
 
 
 def _hf_class_names(schema: Any, column: str) -> list[str] | None:

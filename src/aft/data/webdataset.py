@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from aft.data.columnar import LazyRecords, first_rows_of, image_spec, label_classes
+from aft.data.columnar import LazyRecords, first_rows_of, hash_files, image_spec, label_classes
 from aft.data.ids import IdArray
 from aft.data.imagefolder import _size_option
 from aft.data.options import path_label
@@ -289,9 +289,7 @@ class TarRows:
 
     def signature(self, h: Any) -> None:
         h.update(f"webdataset|{self.ext}|".encode())
-        for f in self.shards:
-            st = os.stat(f)
-            h.update(f"{os.path.basename(f)}\x1f{st.st_size}\x1f{st.st_mtime_ns}\x1e".encode())
+        hash_files(h, self.shards)
 
 
 def load_webdataset(
