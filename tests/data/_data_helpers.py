@@ -47,3 +47,33 @@ def csv_split(path: Path, rows: list[tuple[str, str]]) -> Path:
         w.writerow(["text", "label"])
         w.writerows(rows)
     return path
+
+
+def png_bytes(value: int, size: int = 8, mode: str = "L") -> bytes:
+    """One encoded PNG: a `size` x `size` image of gray level `value` (RGB: the same level in each channel)."""
+    import io
+
+    from PIL import Image
+
+    shape = (size, size) if mode == "L" else (size, size, 3)
+    buf = io.BytesIO()
+    Image.fromarray(np.full(shape, value, dtype=np.uint8), mode=mode).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def learnable_images(n: int, seed: int = 0, classes: int = 2) -> tuple[list[bytes], list[int]]:
+    """`n` 8x8 gray PNGs and their labels; class c is brighter for larger c (as `image_folder`)."""
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for i in range(n):
+        c = i % classes
+        img = np.clip(rng.normal(40 + 80 * c, 20, size=(8, 8)), 0, 255).astype(np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(img, mode="L").save(buf, format="PNG")
+        images.append(buf.getvalue())
+        labels.append(c)
+    return images, labels

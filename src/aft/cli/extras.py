@@ -20,6 +20,8 @@ OPTIONAL_MODULES: dict[str, tuple[str, str]] = {
     "transformers": ("text", "transformer teachers and students"),
     "accelerate": ("hf", "the Hugging Face Trainer integration"),
     "matplotlib": ("report", "the report's plots"),
+    "pyarrow": ("data", "the parquet and hf datasets"),
+    "datasets": ("data", "the hf dataset (Hugging Face datasets folders)"),
     "onnx": ("export", "ONNX export"),
     "onnxruntime": ("export", "checking ONNX exports"),
     "tensorboard": ("tensorboard", "TensorBoard logging"),

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from aft.data import austen, digits, fashion_mnist, imagefolder, spam_assassin, tabular
+from aft.data import (
+    austen,
+    digits,
+    fashion_mnist,
+    hf,
+    imagefolder,
+    parquet,
+    spam_assassin,
+    tabular,
+    webdataset,
+)
 from aft.data.registry import DATASETS, DatasetSource
 
 _BUILTIN = [
@@ -62,6 +72,26 @@ _BUILTIN = [
         loader=imagefolder.load_imagefolder,
         modality="image",
         description="your images: path=<root> with <root>/<split>/<class>/<image>",
+    ),
+    DatasetSource(
+        name="parquet",
+        loader=parquet.load_parquet,
+        modality="any",  # type: ignore[arg-type] - texts or images, by the input column
+        description="your texts or images in Parquet: path=<folder with <split>.parquet> | <file> | "
+        "'data/{split}-*.parquet'",
+    ),
+    DatasetSource(
+        name="hf",
+        loader=hf.load_hf,
+        modality="any",  # type: ignore[arg-type]
+        description="a Hugging Face datasets folder (save_to_disk): path=<folder> [split from a DatasetDict]",
+    ),
+    DatasetSource(
+        name="webdataset",
+        loader=webdataset.load_webdataset,
+        modality="any",  # type: ignore[arg-type]
+        description="WebDataset tar shards (<key>.jpg/.txt + .cls): path=<folder with <split>-*.tar> | "
+        "'shards/{split}-{000..009}.tar'",
     ),
 ]
 

@@ -51,33 +51,49 @@ def decode_image(f: str | Path, mode: str, size: tuple[int, int] | None, expect_
                  strict_mode: bool, first: str) -> np.ndarray:
     """One image file as uint8 in `mode` (resized to `size`); without `size` it must be `expect_size`,
     and with `strict_mode` it must already be in `mode` (`first` names the image that set them)."""
-    from PIL import Image
-
     try:
         with open(f, "rb") as fh:  # one read, then decoded from memory (faster than a file-backed decode)
             raw = fh.read()
-        fmt = _FORMATS.get(os.path.splitext(str(f))[1].lower())  # skip probing every plugin (small files)
+    except OSError as exc:
+        raise DataError(f"cannot read image {f} ({exc!s:.100}); remove or replace the file") from None
+    fmt = _FORMATS.get(os.path.splitext(str(f))[1].lower())  # skip probing every plugin (small files)
+    return decode_image_bytes(raw, f"image {f}", mode, size, expect_size, strict_mode, first,
+                              formats=fmt, fix="remove or replace the file")
+
+
+def decode_image_bytes(raw: bytes, what: str, mode: str, size: tuple[int, int] | None,
+                       expect_size: tuple[int, int], strict_mode: bool, first: str, *,
+                       formats: list[str] | None = None, fix: str = "replace the image") -> np.ndarray:
+    """Encoded image bytes (PNG, JPEG...) as uint8, as `decode_image` does for a file; `what` names
+    the image in errors (``"image x.png"``, ``"train.parquet row 3"``), `formats` are tried first."""
+    from PIL import Image
+
+    try:
         try:
-            im = Image.open(io.BytesIO(raw), formats=fmt)
+            im = Image.open(io.BytesIO(raw), formats=formats)
         except Image.UnidentifiedImageError:  # a misnamed file: let Pillow find its format
+            if formats is None:
+                raise
             im = Image.open(io.BytesIO(raw))
         with im:
             im.load()
             img_mode = "L" if im.mode in _GRAY_MODES else "RGB"
             if strict_mode and img_mode != mode:
                 raise DataError(
-                    f"image {f} is {im.mode} but {first} is {mode}; pass mode='RGB' or mode='L' to convert all images"
+                    f"{what} is {im.mode} but {first} is {mode}; pass mode='RGB' or mode='L' to convert all images"
                 )
             out = im if im.mode == mode else im.convert(mode)
             if size is not None and out.size != size:
                 out = out.resize(size, Image.BILINEAR)
     except DataError:
         raise
+    except Image.UnidentifiedImageError:
+        raise DataError(f"cannot read {what} (not an image format Pillow knows); {fix}") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise DataError(f"cannot read image {f} ({exc!s:.100}); remove or replace the file") from None
+        raise DataError(f"cannot read {what} ({exc!s:.100}); {fix}") from None
     if size is None and out.size != expect_size:
         raise DataError(
-            f"image {f} is {out.size[0]}x{out.size[1]} but {first} is {expect_size[0]}x{expect_size[1]}; "
+            f"{what} is {out.size[0]}x{out.size[1]} but {first} is {expect_size[0]}x{expect_size[1]}; "
             "pass size=(width, height) to resize all images"
         )
     w, h = out.size  # tobytes + frombuffer: ~10 us less per image than the array interface

@@ -24,7 +24,8 @@ import yaml
 from aft.errors import ConfigError
 
 #: options that stay strings whatever they look like (paths, names, column names)
-STRING_OPTIONS = frozenset({"path", "name", "text_column", "label_column", "id_column", "classes", "mode"})
+STRING_OPTIONS = frozenset({"path", "name", "text_column", "label_column", "id_column", "classes", "mode",
+                            "image_column", "image_ext", "text_ext", "label_ext", "builder", "hf_cache"})
 
 
 def parse_value(key: str, raw: str) -> Any:
@@ -76,6 +77,14 @@ def normalize_options(options: Mapping[str, Any], valid: Iterable[str]) -> dict[
 
 
 _SEP = re.compile(r"^[-_.\s]+|[-_.\s]+$")
+#: brace patterns ({000..009}, {a,b}) and glob characters of shard patterns: not part of a name
+_PATTERN = re.compile(r"\{[^{}]*\}|[*?\[\]]")
+
+
+def _stem(part: str) -> str:
+    """A file name's stem without ``{split}``, shard patterns and separators at its ends."""
+    stem = Path(part).stem if "." in part else part
+    return _SEP.sub("", _PATTERN.sub("", stem.replace("{split}", "")))
 
 
 def path_label(path: str | Path) -> str:
@@ -90,8 +99,7 @@ def path_label(path: str | Path) -> str:
         if k < len(parts) - 1:  # the split is a folder: data/{split}/x.csv -> data
             stem = ""
         else:
-            stem = _SEP.sub("", Path(parts[k]).stem.replace("{split}", "")) if "." in parts[k] else \
-                _SEP.sub("", parts[k].replace("{split}", ""))
+            stem = _stem(parts[k])
         if stem:
             return stem
         parent = Path(*parts[:k]) if k else Path.cwd()
@@ -99,6 +107,8 @@ def path_label(path: str | Path) -> str:
     p = Path(text)
     if p.is_dir() or not p.suffix:
         return p.resolve().name or "data"
+    if _PATTERN.search(p.name):  # a shard pattern: shards/train-*.tar -> train
+        return _stem(p.name) or p.parent.resolve().name or "data"
     return p.stem
 
 
@@ -114,4 +124,4 @@ def dataset_label(name: str, options: Mapping[str, Any] | None = None) -> str:
 
 
 #: sources whose data (and name) come from the ``path`` option
-GENERIC_SOURCES = frozenset({"csv", "jsonl", "imagefolder"})
+GENERIC_SOURCES = frozenset({"csv", "jsonl", "imagefolder", "parquet", "hf", "webdataset"})

@@ -190,21 +190,21 @@ def _require_column(path: Path, columns: list[str], column: str, option: str) ->
         )
 
 
-def _label_value(path: Path, lineno: int, value: object) -> int | str:
-    """An int label, or a class name (str)."""
+def _label_value(path: Path, lineno: int, value: object, unit: str = "line") -> int | str:
+    """An int label, or a class name (str); errors name the `unit` (``line``, ``row``, ``sample``) `lineno`."""
     if isinstance(value, bool) or value is None or isinstance(value, (list, dict)):
         raise DataError(
-            f"{path}: line {lineno}: label {value!r} is not an integer or a class name; fix the label"
+            f"{path}: {unit} {lineno}: label {value!r} is not an integer or a class name; fix the label"
         )
     if isinstance(value, float):
         if not value.is_integer():
-            raise DataError(f"{path}: line {lineno}: label {value!r} is not an integer; labels must be whole numbers")
+            raise DataError(f"{path}: {unit} {lineno}: label {value!r} is not an integer; labels must be whole numbers")
         return int(value)
     if isinstance(value, int):
         return value
     s = str(value).strip()
     if not s:
-        raise DataError(f"{path}: line {lineno}: the label is empty; every sample needs a label")
+        raise DataError(f"{path}: {unit} {lineno}: the label is empty; every sample needs a label")
     if _INT.match(s):
         return int(s)
     try:
@@ -213,7 +213,7 @@ def _label_value(path: Path, lineno: int, value: object) -> int | str:
         return s
     if f == f and f.is_integer():  # "2.0"
         return int(f)
-    raise DataError(f"{path}: line {lineno}: label {s!r} is not an integer; labels must be whole numbers or names")
+    raise DataError(f"{path}: {unit} {lineno}: label {s!r} is not an integer; labels must be whole numbers or names")
 
 
 #: integer labels name classes ``0..max``; a max far above the number of distinct labels is a
@@ -237,7 +237,8 @@ def _infer_class_names(values: Sequence[int | str], path: Path | None = None) ->
     return sorted({str(v) for v in values})
 
 
-def _encode(path: Path, where: list[int], values: list[int | str], class_names: list[str]) -> np.ndarray:
+def _encode(path: Path, where: Sequence[int], values: Sequence[int | str], class_names: list[str],
+            unit: str = "line") -> np.ndarray:
     index = {n: i for i, n in enumerate(class_names)}
     all_int = all(isinstance(v, int) for v in values)
     out = np.empty(len(values), dtype=np.int64)
@@ -246,14 +247,14 @@ def _encode(path: Path, where: list[int], values: list[int | str], class_names: 
             name = str(v)
             if name not in index:
                 raise DataError(
-                    f"{path}: line {lineno}: unknown class {name!r}; known classes: {', '.join(class_names)} "
+                    f"{path}: {unit} {lineno}: unknown class {name!r}; known classes: {', '.join(class_names)} "
                     "(pass class_names to list them all)"
                 )
             out[k] = index[name]
         else:
             if not 0 <= v < len(class_names):
                 raise DataError(
-                    f"{path}: line {lineno}: label {v} is out of range for {len(class_names)} classes; "
+                    f"{path}: {unit} {lineno}: label {v} is out of range for {len(class_names)} classes; "
                     f"integer labels must be in [0, {len(class_names) - 1}]"
                 )
             out[k] = v
@@ -380,7 +381,7 @@ def load_table(
 ID_CHUNK = 8192
 
 
-def _check_unique_ids(file: Path, ids: IdArray, where: Any) -> None:
+def _check_unique_ids(file: Path, ids: IdArray, where: Any, unit: str = "line") -> None:
     """Raise `DataError` naming the line of a repeated id and of its first occurrence (a sort, no set)."""
     a = ids.array
     order = np.argsort(a, kind="stable")
@@ -392,7 +393,7 @@ def _check_unique_ids(file: Path, ids: IdArray, where: Any) -> None:
     again = int(order[dup + 1].min())
     first = int(np.flatnonzero(a == a[again])[0])
     raise DataError(
-        f"{file}: line {where[again]}: duplicate id {ids[again]!r} (first at line {where[first]}); ids must be unique"
+        f"{file}: {unit} {where[again]}: duplicate id {ids[again]!r} (first at {unit} {where[first]}); ids must be unique"
     )
 
 
