@@ -93,3 +93,27 @@ def test_records_of_a_superseded_configuration_are_left_out_per_size():
     assert index.acc_by_seed(Setting(Group("s", "d", "cnn", 100, 1)), "none") == {0: 0.70}
     (note,) = [n for n in index.notes if "earlier configuration" in n]
     assert "2 record(s) of suite s at n=500" in note and "superseded by new" in note
+
+
+def test_finals_of_an_earlier_choice_are_left_out() -> None:
+    from aft.report.aggregate import RecordIndex, Setting
+
+    def rec(**kw):
+        base = dict(suite="s", dataset="d", student="st", teachers=["t"], method="aft", train_size=100, seed=0,
+                    val_acc=0.5, views=1, config="c")
+        base.update(kw)
+        return RunRecord(**base)
+
+    # fold records scored by loss: beta 10 has the lower loss at its step 100 (accuracies tie)
+    folds = [rec(phase="cv", beta=b, fold=f, extra={"cv_score": "loss"},
+                 curve=[{"step": 100.0, "val_acc": 0.8, "val_loss": 0.9 if b == 0.1 else 0.6}])
+             for b in (0.1, 10.0) for f in range(2)]
+    old = [rec(phase="final", beta=0.1, steps=100, seed=s, test_acc=0.70) for s in range(2)]  # accuracy's choice
+    new = [rec(phase="final", beta=10.0, steps=100, seed=s, test_acc=0.80) for s in range(2)]
+    stl = [rec(phase="final", method="none", teachers=[], beta=0.0, seed=s, test_acc=0.6) for s in range(2)]
+    idx = RecordIndex.build([*folds, *old, *new, *stl])
+    setting = Setting.of(new[0])
+    assert idx.acc(setting, "aft").mean == pytest.approx(0.80)  # not the 0.75 of both choices averaged
+    assert {r.beta for r in idx.final if r.method == "aft"} == {10.0}
+    assert idx.acc(Setting.of(stl[0]), "none").mean == pytest.approx(0.6)  # no fold records: untouched
+    assert any("2 final record(s) of aft" in n and "beta=10, 100 steps" in n for n in idx.notes)

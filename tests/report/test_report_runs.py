@@ -42,7 +42,7 @@ def test_cv_finals_take_validation_curves_from_the_chosen_betas_folds() -> None:
                     val_acc=0.5)
         return RunRecord(**{**base, **kw})
 
-    finals = [rec(beta=1.0, phase="final", seed=s, test_acc=0.7, curve=[{"step": 10.0, "task_loss": 1.0 + s}])
+    finals = [rec(beta=1.0, phase="final", seed=s, test_acc=0.7, steps=10, curve=[{"step": 10.0, "task_loss": 1.0 + s}])
               for s in (0, 1)]
     folds = [rec(beta=b, phase="cv", fold=f, curve=[{"step": 10.0, "val_acc": v + f / 10}])
              for b, v in ((1.0, 0.6), (10.0, 0.1)) for f in range(3)]

@@ -173,6 +173,43 @@ def drop_superseded(records: list[RunRecord]) -> tuple[list[RunRecord], list[str
     return kept, notes
 
 
+def drop_unchosen(records: list[RunRecord]) -> tuple[list[RunRecord], list[str]]:
+    """Keep, per (setting, method) with fold records, only the final runs of the current choice.
+
+    The finals' keys name their beta and steps, so when the fold runs are rescored (another
+    `cv_score`) or rerun, the finals of the earlier choice stay in the records next to the new ones;
+    averaging them would mix two choices. The choice is recomputed from the fold records exactly as
+    the grid made it (`aft.experiments.selection.choose_cv`); finals with another (beta, steps) are
+    left out, with one note per (setting, method).
+    """
+    from aft.experiments.selection import choose_cv
+
+    folds: dict[tuple[Setting, str], list[RunRecord]] = defaultdict(list)
+    for r in records:
+        if r.phase == "cv":
+            folds[(Setting.of(r), r.method)].append(r)
+    chosen: dict[tuple[Setting, str], tuple[float, int | None]] = {}
+    for key, recs in folds.items():
+        try:
+            c = choose_cv(recs)
+        except Exception:  # noqa: BLE001 - incomplete fold runs: the selection table notes it
+            continue
+        chosen[key] = (c.beta, c.step)
+    kept, dropped = [], Counter()
+    for r in records:
+        key = (Setting.of(r), r.method)
+        if r.phase == "final" and key in chosen and (r.beta, r.steps) != chosen[key]:
+            dropped[key] += 1
+        else:
+            kept.append(r)
+    notes = [f"{n} final record(s) of {m} {s.group.label()} [{s.teachers_label()}] from an earlier choice ignored "
+             f"(the fold records now choose beta={chosen[(s, m)][0]:g}, {chosen[(s, m)][1]} steps)"
+             for (s, m), n in sorted(dropped.items(), key=lambda kv: (kv[0][0].group, kv[0][0].teachers, kv[0][1]))]
+    for note in notes:
+        log.info(note)
+    return kept, notes
+
+
 @dataclass
 class RecordIndex:
     """Records of a comparison, deduplicated and indexed by (setting, method) and seed.
@@ -199,7 +236,8 @@ class RecordIndex:
     @classmethod
     def build(cls, records: Iterable[RunRecord]) -> RecordIndex:
         recs, superseded = drop_superseded(dedupe(records))
-        idx = cls(recs, notes=list(superseded))
+        recs, unchosen = drop_unchosen(recs)
+        idx = cls(recs, notes=[*superseded, *unchosen])
         no_test = 0
         acc: dict[tuple[Setting, str], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
         for r in recs:
