@@ -123,6 +123,7 @@ def child(fmt: str, path: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="20000,200000", help="comma-separated sample counts")
+    ap.add_argument("--out", default="results/lazy-formats/records.jsonl", help="records file (rewritten)")
     ap.add_argument("--child", nargs=2, metavar=("FORMAT", "PATH"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -138,6 +139,11 @@ def main() -> None:
                                      capture_output=True, text=True).stdout
                 rows.append(json.loads(out.strip().splitlines()[-1]))
                 print(out.strip(), flush=True)
+    out_path = Path(args.out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    out_path.write_text("".join(json.dumps({**r, "run": stamp, "load_avg": os.getloadavg()[0]}) + "\n" for r in rows),
+                        encoding="utf-8")
     print("\n| format | samples | data size | load s | read s | RSS after load | peak RSS | peak anonymous RSS |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
