@@ -8,8 +8,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from _data_helpers import PROJ, _tiny, learnable_images, png_bytes
 from PIL import Image
@@ -20,6 +18,9 @@ from aft.data import parquet as parquet_mod
 from aft.data.lazy import LazyInputs
 from aft.errors import ConfigError, DataError
 from aft.features import FeatureStore, extract
+
+pa = pytest.importorskip("pyarrow")  # the `data` extra: not in .venv-full
+pq = pytest.importorskip("pyarrow.parquet")
 
 
 def _count_row_group_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
