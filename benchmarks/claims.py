@@ -109,8 +109,11 @@ def claim_c(index: RecordIndex) -> tuple[list[str], str]:
         if not singles or not multi:
             continue
         accs = {t: index.acc(Setting(g, t), "aft") for t in sets}
+        m = max(sorted(multi), key=len)
+        # ties (equal means) go to the teacher listed first in the set, as in the report's table;
+        # `sets` is a set, so without this order the pick would follow string-hash randomization
+        singles.sort(key=lambda t: m.index(t[0]))
         best = max(singles, key=lambda t: accs[t].mean)
-        m = max(multi, key=len)
         d = 100 * (accs[m].mean - accs[best].mean)
         se = 100 * math.hypot(accs[m].se if math.isfinite(accs[m].se) else 0, accs[best].se if math.isfinite(accs[best].se) else 0)
         diffs.append((d, se))
