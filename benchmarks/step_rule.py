@@ -1,7 +1,7 @@
 """Analysis only: the stopping step CV would choose by fold validation loss vs by fold accuracy.
 
 CV chooses each beta's stopping step as the latest evaluation step whose fold-mean accuracy is within
-one SE of the best (aft.experiments.selection.beta_score). This script applies the same rule to the
+one SE of the best (aft.experiments.selection.stopping_step). This script applies the same rule to the
 fold validation loss (lower is better) on the committed cv-phase records scored by loss, and counts
 where the two steps differ. It reads no test accuracy and trains nothing.
 
@@ -12,23 +12,10 @@ where the two steps differ. It reads no test accuracy and trains nothing.
 from __future__ import annotations
 
 import argparse
-import math
 from collections import Counter, defaultdict
 
-import numpy as np
-
 from aft.experiments.records import RunRecord, read_records
-
-
-def latest_within_se(curves: list[dict[int, float]], lower_is_better: bool) -> int:
-    """The latest step whose fold mean is within one SE (over folds) of the best fold mean."""
-    steps = sorted(set.intersection(*(set(c) for c in curves)))
-    sign = -1.0 if lower_is_better else 1.0
-    stats = {s: (float(np.mean([c[s] for c in curves])),
-                 float(np.std([c[s] for c in curves], ddof=1)) / math.sqrt(len(curves))) for s in steps}
-    best = max(steps, key=lambda s: (sign * stats[s][0], -s))
-    mean, se = stats[best]
-    return max(s for s in steps if sign * stats[s][0] >= sign * mean - se - 1e-12)
+from aft.experiments.selection import stopping_step
 
 
 def main() -> int:
@@ -51,7 +38,9 @@ def main() -> int:
         acc = [{int(p["step"]): float(p["val_acc"]) for p in r.curve or []} for r in rs]
         loss = [{int(p["step"]): float(p["val_loss"]) for p in r.curve or [] if p.get("val_loss") is not None}
                 for r in rs]
-        a, b, last = latest_within_se(acc, False), latest_within_se(loss, True), max(acc[0])
+        # the loss rule is the accuracy rule on the negated loss (lower loss = better)
+        a, b = stopping_step(acc)[1], stopping_step([{k: -v for k, v in c.items()} for c in loss])[1]
+        last = max(acc[0])
         count["settings"] += 1
         count["accuracy rule stops early"] += a < last
         count["loss rule stops early"] += b < last

@@ -156,19 +156,16 @@ def _fold_losses(r: RunRecord) -> dict[int, float]:
             if p.get("val_loss") is not None and p.get("val_acc") is not None}
 
 
-def beta_score(beta: float, folds: Sequence[RunRecord]) -> BetaScore:
-    """Mean over folds at every evaluation step all folds share; the stopping step is the LATEST step
-    whose mean is within one standard error (over folds) of the best mean.
+def stopping_step(curves: Sequence[dict[int, float]]) -> tuple[int, int, dict[int, tuple[float, float]]]:
+    """(earliest best step, stopping step, step -> (fold mean, SE)) of fold curves (higher is better).
 
-    Why the latest (docs/training.md, "Choosing the stopping step"): the refit trains on k/(k-1) times
-    more labels, and a run that ends at its last step is the one the cosine schedule anneals; on the
-    demo's dev-set runs (benchmarks/beta_gate_dev.py) AFT gained 3-5 points from 300 to 600 steps
-    where STL had plateaued, and fold curves on 20-34 images tie often, so the earliest best step
-    refit AFT at half its budget."""
-    curves = [_fold_curve(r) for r in sorted(folds, key=lambda r: r.fold or 0)]
+    The stopping step is the latest step shared by every curve whose fold mean is within one
+    standard error of the best mean (`beta_score` says why the latest). Raises ValueError when the
+    curves share no step.
+    """
     steps = sorted(set.intersection(*(set(c) for c in curves)))
     if not steps:
-        raise DataError(f"cv runs of beta={beta:g} share no evaluation step; rerun them with the same eval_every")
+        raise ValueError("the fold curves share no evaluation step")
 
     def stats(s: int) -> tuple[float, float]:
         vals = [c[s] for c in curves]
@@ -180,6 +177,24 @@ def beta_score(beta: float, folds: Sequence[RunRecord]) -> BetaScore:
     best_mean, best_se = means[best_step]
     tol = best_se if math.isfinite(best_se) else 0.0
     step = max(s for s in steps if _finite(means[s][0]) >= _finite(best_mean) - tol - 1e-12)
+    return best_step, step, means
+
+
+def beta_score(beta: float, folds: Sequence[RunRecord]) -> BetaScore:
+    """Mean over folds at every evaluation step all folds share; the stopping step is the LATEST step
+    whose mean is within one standard error (over folds) of the best mean.
+
+    Why the latest (docs/training.md, "Choosing the stopping step"): the refit trains on k/(k-1) times
+    more labels, and a run that ends at its last step is the one the cosine schedule anneals; on the
+    demo's dev-set runs (benchmarks/beta_gate_dev.py) AFT gained 3-5 points from 300 to 600 steps
+    where STL had plateaued, and fold curves on 20-34 images tie often, so the earliest best step
+    refit AFT at half its budget."""
+    curves = [_fold_curve(r) for r in sorted(folds, key=lambda r: r.fold or 0)]
+    try:
+        best_step, step, means = stopping_step(curves)
+    except ValueError:
+        raise DataError(f"cv runs of beta={beta:g} share no evaluation step; rerun them with the same eval_every") from None
+    best_mean, best_se = means[best_step]
     losses = [_fold_losses(r) for r in sorted(folds, key=lambda r: r.fold or 0)]
     loss = math.fsum(lo[step] for lo in losses) / len(losses) if all(step in lo for lo in losses) else None
     return BetaScore(beta, best_mean, best_se, step, [c[best_step] for c in curves], loss)
